@@ -1,0 +1,38 @@
+"""Time helpers. Durations are float seconds; stored instants are integer microseconds (UTC)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+def now() -> float:
+    return time.time()
+
+
+def to_us(t: float) -> int:
+    return int(round(t * 1_000_000))
+
+
+def from_us(us: int) -> float:
+    return us / 1_000_000
+
+
+def iso(us: int | None) -> str | None:
+    """ISO 8601 UTC with microseconds and a ``Z``: ``2026-11-28T19:29:35.123456Z``."""
+    if us is None:
+        return None
+    secs, micros = divmod(us, 1_000_000)
+    dt = datetime.fromtimestamp(secs, UTC).replace(microsecond=micros)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(text: str) -> int:
+    """Parse an ISO 8601 timestamp (``Z`` or an offset; naive means UTC) to microseconds."""
+    s = text.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1_000_000 + dt.microsecond

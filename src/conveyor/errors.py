@@ -1,0 +1,117 @@
+"""The one exception tree of conveyor.
+
+::
+
+    ConveyorError
+    ├── ConfigError                 invalid decorator value, settings or store URL
+    ├── StoreError                  the store failed (driver errors are wrapped here)
+    │   ├── StoreUnavailable        the store cannot be reached (HTTP 503)
+    │   ├── NotFound                unknown or foreign id (HTTP 404)
+    │   ├── InvalidTransition       a guarded status write matched no row (HTTP 409)
+    │   ├── PendingLimitExceeded    max_pending_tasks reached (HTTP 429)
+    │   └── OutputTooLarge          an output over the size limit (HTTP 413)
+    ├── TaskError                   a task did not complete (raised by ``Task.result``)
+    │   ├── TaskFailed
+    │   ├── TaskTimedOut
+    │   ├── TaskCancelled
+    │   └── TaskExpired
+    └── ClientError                 talking to a gateway failed
+        ├── ConnectionFailed        the gateway cannot be reached
+        ├── NotConfigured           no URL/token configured
+        ├── HTTPError               the gateway answered an error (``status_code``, message)
+        └── WaitTimeout             ``result(timeout=…)`` ran out before a terminal status
+
+A class's docstring is its default message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConveyorError(Exception):
+    """Conveyor failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip().splitlines()[0]
+        super().__init__(self.message)
+
+
+class ConfigError(ConveyorError, ValueError):
+    """Invalid configuration."""
+
+
+class StoreError(ConveyorError):
+    """The store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached."""
+
+
+class NotFound(StoreError):
+    """Not found."""
+
+
+class InvalidTransition(StoreError):
+    """The task is not in a status that allows this change."""
+
+
+class PendingLimitExceeded(StoreError):
+    """Exceeded max pending tasks."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"exceeded max pending tasks: {limit}")
+
+
+class OutputTooLarge(StoreError):
+    """An output is larger than the limit."""
+
+
+class TaskError(ConveyorError):
+    """The task did not complete."""
+
+    def __init__(self, message: str | None = None, task: Any = None) -> None:
+        self.task = task
+        super().__init__(message)
+
+
+class TaskFailed(TaskError):
+    """The task failed."""
+
+
+class TaskTimedOut(TaskError):
+    """The task timed out."""
+
+
+class TaskCancelled(TaskError):
+    """The task was cancelled."""
+
+
+class TaskExpired(TaskError):
+    """The task expired before it started."""
+
+
+class ClientError(ConveyorError):
+    """Talking to the gateway failed."""
+
+
+class ConnectionFailed(ClientError):
+    """Cannot reach the conveyor gateway."""
+
+
+class NotConfigured(ClientError):
+    """No gateway configured: set CONVEYOR_URL and CONVEYOR_TOKEN or ~/.conveyor/config.toml."""
+
+
+class HTTPError(ClientError):
+    """The gateway answered with an error."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        self.status_code = status_code
+        super().__init__(f"{status_code}: {message}")
+
+
+class WaitTimeout(ClientError):
+    """Timed out waiting for the task to finish."""
