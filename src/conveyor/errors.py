@@ -4,6 +4,8 @@
 
     ConveyorError
     ├── ConfigError                 invalid decorator value, settings or store URL
+    ├── DirectCallError             a task queue was called like a plain function
+    ├── InvalidOutput               an ``Output`` with a bad name, path or data
     ├── StoreError                  the store failed (driver errors are wrapped here)
     │   ├── StoreUnavailable        the store cannot be reached (HTTP 503)
     │   ├── NotFound                unknown or foreign id (HTTP 404)
@@ -39,6 +41,14 @@ class ConveyorError(Exception):
 
 class ConfigError(ConveyorError, ValueError):
     """Invalid configuration."""
+
+
+class DirectCallError(ConveyorError, TypeError):
+    """A task queue is not called directly: use ``.put()`` to enqueue or ``.local()`` to run here."""
+
+
+class InvalidOutput(ConveyorError, ValueError):
+    """Invalid output."""
 
 
 class StoreError(ConveyorError):

@@ -1,0 +1,27 @@
+# The README's two commands: `make serve` (the main job) and `make test` (install + all checks).
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: install serve test lint bench
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+serve: install
+	$(BIN)/conveyor serve examples/app.py:square examples/app.py:slow_report
+
+lint: install
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/store_bench.py --backend all
