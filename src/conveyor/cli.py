@@ -30,9 +30,14 @@ out = Console()
 err = Console(stderr=True)
 
 StoreOpt = Annotated[
-    str, typer.Option("--store", envvar="CONVEYOR_STORE", help="Store URL: sqlite:///path or postgresql://…")
+    str,
+    typer.Option(
+        "--store", envvar="CONVEYOR_STORE", help="Store URL: sqlite:///path or postgresql://…"
+    ),
 ]
-HostOpt = Annotated[str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to listen on.")]
+HostOpt = Annotated[
+    str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to listen on.")
+]
 PortOpt = Annotated[int, typer.Option("--port", envvar="CONVEYOR_PORT", help="Port to listen on.")]
 
 
@@ -56,14 +61,19 @@ def _run(coro: object) -> None:
 
 @app.command("serve")
 def serve_cmd(
-    targets: Annotated[list[str], typer.Argument(help="Task queues as FILE:FUNC.", metavar="FILE:FUNC...")],
+    targets: Annotated[
+        list[str], typer.Argument(help="Task queues as FILE:FUNC.", metavar="FILE:FUNC...")
+    ],
     store: StoreOpt = DEFAULT_STORE,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
     token: Annotated[
-        str | None, typer.Option("--token", envvar="CONVEYOR_TOKEN", help="Fix the default workspace's token.")
+        str | None,
+        typer.Option("--token", envvar="CONVEYOR_TOKEN", help="Fix the default workspace's token."),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log containers and tasks.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log containers and tasks.")
+    ] = False,
 ) -> None:
     """Run the gateway, an agent and the embedded store in one process (development).
 
@@ -83,7 +93,8 @@ def serve_cmd(
                 f"    curl -s -X POST {info.url}/taskqueue/{name} "
                 f"-H 'Authorization: Bearer {info.token}' -H 'Content-Type: application/json' "
                 "-d '{\"x\": 3}'",
-                highlight=False, soft_wrap=True,
+                highlight=False,
+                soft_wrap=True,
             )
         out.print("  Ctrl-C stops.", highlight=False)
 
@@ -132,7 +143,9 @@ async def _create_token(store_url: str, workspace: str) -> str:
 
 @token_app.command("create")
 def token_create(
-    workspace: Annotated[str, typer.Option("--workspace", "-w", help="Workspace name (created if needed).")] = DEFAULT_WORKSPACE,
+    workspace: Annotated[
+        str, typer.Option("--workspace", "-w", help="Workspace name (created if needed).")
+    ] = DEFAULT_WORKSPACE,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Create a token for a workspace; the token is the last line printed.

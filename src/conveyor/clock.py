@@ -11,7 +11,7 @@ def now() -> float:
 
 
 def to_us(t: float) -> int:
-    return int(round(t * 1_000_000))
+    return round(t * 1_000_000)
 
 
 def from_us(us: int) -> float:

@@ -44,7 +44,7 @@ class ConfigError(ConveyorError, ValueError):
 
 
 class DirectCallError(ConveyorError, TypeError):
-    """A task queue is not called directly: use ``.put()`` to enqueue or ``.local()`` to run here."""
+    """A task queue is not called directly: ``.put()`` enqueues, ``.local()`` runs it here."""
 
 
 class InvalidOutput(ConveyorError, ValueError):

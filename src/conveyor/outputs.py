@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import zipfile
 from pathlib import Path
 
 from conveyor.errors import InvalidOutput
@@ -35,7 +34,7 @@ class Output:
         _check_name(self.name)
 
     @classmethod
-    def from_bytes(cls, name: str, data: bytes) -> Output:
+    def from_bytes(cls, name: str, data: bytes | bytearray | memoryview) -> Output:
         """An output made of ``data`` under the file name ``name``."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidOutput(f"output data must be bytes, got {type(data).__name__}")
@@ -91,6 +90,8 @@ def _check_name(name: object) -> None:
 
 
 def _zip_dir(folder: Path) -> bytes:
+    import zipfile  # rarely needed; every worker process imports this module
+
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(folder.rglob("*")):

@@ -20,9 +20,19 @@ TTL_MIN, TTL_MAX = 1, 86400
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T|KB|MB|GB|TB)?\s*$", re.I)
 _MEMORY_MIB = {
-    None: 1.0, "ki": 1 / 1024, "mi": 1.0, "gi": 1024.0, "ti": 1024.0 * 1024,
-    "k": 1000 / 1024**2, "kb": 1000 / 1024**2, "m": 1e6 / 1024**2, "mb": 1e6 / 1024**2,
-    "g": 1e9 / 1024**2, "gb": 1e9 / 1024**2, "t": 1e12 / 1024**2, "tb": 1e12 / 1024**2,
+    None: 1.0,
+    "ki": 1 / 1024,
+    "mi": 1.0,
+    "gi": 1024.0,
+    "ti": 1024.0 * 1024,
+    "k": 1000 / 1024**2,
+    "kb": 1000 / 1024**2,
+    "m": 1e6 / 1024**2,
+    "mb": 1e6 / 1024**2,
+    "g": 1e9 / 1024**2,
+    "gb": 1e9 / 1024**2,
+    "t": 1e12 / 1024**2,
+    "tb": 1e12 / 1024**2,
 }
 
 
@@ -42,7 +52,7 @@ def parse_memory(value: int | float | str) -> int:
         mib = float(match.group(1)) * _MEMORY_MIB[unit]
     if mib < 1:
         raise ConfigError(f"memory must be at least 1 MiB, got {value!r}")
-    return int(round(mib))
+    return round(mib)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +97,9 @@ class QueueConfig:
     code_path: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}",
-                                                              self.name):
+        if not isinstance(self.name, str) or not re.fullmatch(
+            r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", self.name
+        ):
             raise ConfigError(
                 f"queue name {self.name!r} must be 1-100 letters, digits, '_', '-' or '.'"
             )
@@ -96,16 +107,22 @@ class QueueConfig:
             raise ConfigError(f"queue name {self.name!r} is reserved")
         _number("timeout", self.timeout)
         if self.timeout != -1 and self.timeout <= 0:
-            raise ConfigError(f"timeout must be a positive number of seconds or -1, got {self.timeout!r}")
+            raise ConfigError(
+                f"timeout must be a positive number of seconds or -1, got {self.timeout!r}"
+            )
         _int_at_least("max_retries", self.max_retries, 0)
         if self.max_retries > MAX_RETRIES_LIMIT:
-            raise ConfigError(f"max_retries must be at most {MAX_RETRIES_LIMIT}, got {self.max_retries}")
+            raise ConfigError(
+                f"max_retries must be at most {MAX_RETRIES_LIMIT}, got {self.max_retries}"
+            )
         _number("retry_backoff", self.retry_backoff)
         if self.retry_backoff < 0:
             raise ConfigError(f"retry_backoff must be >= 0 seconds, got {self.retry_backoff!r}")
         _int_at_least("ttl", self.ttl, TTL_MIN)
         if self.ttl > TTL_MAX:
-            raise ConfigError(f"ttl must be between {TTL_MIN} and {TTL_MAX} seconds, got {self.ttl}")
+            raise ConfigError(
+                f"ttl must be between {TTL_MIN} and {TTL_MAX} seconds, got {self.ttl}"
+            )
         _int_at_least("max_pending_tasks", self.max_pending_tasks, 1)
         _int_at_least("workers", self.workers, 1)
         _number("keep_warm_seconds", self.keep_warm_seconds)

@@ -7,7 +7,6 @@ environment. ``.put()`` reaches a gateway through ``conveyor.client``, imported 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import uuid
@@ -67,14 +66,15 @@ class HandlerShape:
     @classmethod
     def of(cls, func: Callable[..., Any]) -> HandlerShape:
         try:
-            params = inspect.signature(func).parameters
+            params = list(inspect.signature(func).parameters.values())
         except (TypeError, ValueError):  # some builtins have no signature
-            params = {}  # type: ignore[assignment]
+            params = []
+        names = {p.name for p in params}
         return cls(
             is_async=inspect.iscoroutinefunction(func),
-            wants_context="context" in params,
-            wants_callback_url="callback_url" in params,
-            takes_var_kwargs=any(p.kind is p.VAR_KEYWORD for p in params.values()),
+            wants_context="context" in names,
+            wants_callback_url="callback_url" in names,
+            takes_var_kwargs=any(p.kind is p.VAR_KEYWORD for p in params),
         )
 
     def complete(
@@ -91,9 +91,12 @@ class HandlerShape:
 
 
 class TaskQueue(Generic[P, R]):
-    """A function decorated with ``@task_queue``: enqueue with ``.put()``, run here with ``.local()``.
+    """A function made a task queue: enqueue with ``.put()``, run here with ``.local()``.
 
     Calling it directly raises ``DirectCallError``: a task queue runs in containers.
+    ``.put`` and ``.local`` are typed with the function's parameters; conveyor fills a
+    ``context`` parameter itself, so declare it ``context: TaskContext | None = None`` for
+    type checkers to accept calls without it.
     """
 
     def __init__(
@@ -127,10 +130,6 @@ class TaskQueue(Generic[P, R]):
     @property
     def retry_for(self) -> tuple[type[BaseException], ...]:
         return self._retry_for
-
-    @property
-    def shape(self) -> HandlerShape:
-        return self._shape
 
     def config(self, handler: str, code_path: str | None = None) -> QueueConfig:
         """The queue's configuration, placed at ``handler`` (``"path.py:function"``).
@@ -186,6 +185,8 @@ class TaskQueue(Generic[P, R]):
 def _resolve(value: Any) -> Any:
     """Await ``value`` on a fresh event loop if it is awaitable (an async handler's call)."""
     if inspect.isawaitable(value):
+        import asyncio  # only async handlers pay for it: worker processes start faster
+
         return asyncio.run(_await(value))
     return value
 
@@ -322,4 +323,4 @@ def _retry_classes(
     for cls in classes:
         if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             raise ConfigError(f"retry_for must hold exception classes, got {cls!r}")
-    return classes  # type: ignore[return-value]
+    return classes

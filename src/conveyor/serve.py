@@ -1,4 +1,4 @@
-"""Run the pieces: ``serve`` (gateway + agent on one store), ``server`` (gateway), ``worker`` (agent)."""
+"""Run the pieces: ``serve`` (gateway + agent on one store), ``server``, ``worker``."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import contextlib
 import logging
 import secrets
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 
 from conveyor.agent.agent import Agent, AgentSettings
-from conveyor.callbacks import CallbackSender
 from conveyor.gateway.app import create_app
 from conveyor.gateway.settings import GatewaySettings
 from conveyor.loader import load_target
@@ -76,18 +76,26 @@ async def _until_signalled(stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, stop.set)
 
 
-def _uvicorn(app: object, host: str, port: int) -> uvicorn.Server:
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: ``stop`` decides, so the agent drains first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _uvicorn(app: FastAPI, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(
-        app,  # type: ignore[arg-type]
+        app,
         host=host,
         port=port,
         log_level="warning",
         access_log=False,
         lifespan="on",
+        http="httptools",
+        loop="asyncio",
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    return server
+    return _Server(config)
 
 
 async def serve(
@@ -114,29 +122,35 @@ async def serve(
             store,
             AgentSettings(stub_ids=frozenset(s.id for s in stubs), code_cache=folder / "code"),
         )
-        server = _uvicorn(create_app(store, GatewaySettings()), host, port)
-        await _run_together(stop, server, agent.run(stop), CallbackSender(store).run(stop),
-                            on_started=lambda: _announce(on_ready, host, port, token, stubs))
+        app = create_app(store, GatewaySettings(), deliver_callbacks=True)
+        await _run_together(
+            stop,
+            _uvicorn(app, host, port),
+            agent.run(stop),
+            on_started=lambda: _announce(on_ready, host, port, token, stubs),
+        )
     finally:
         await store.close()
 
 
-async def run_server(*, store_url: str, host: str, port: int,
-                     stop: asyncio.Event | None = None) -> None:
+async def run_server(
+    *, store_url: str, host: str, port: int, stop: asyncio.Event | None = None
+) -> None:
     """Gateway (and callback sender) only: for production, any store URL."""
     stop = stop or asyncio.Event()
     await _until_signalled(stop)
     store = open_store(store_url)
     await store.open()
     try:
-        server = _uvicorn(create_app(store, GatewaySettings()), host, port)
-        await _run_together(stop, server, CallbackSender(store).run(stop))
+        app = create_app(store, GatewaySettings(), deliver_callbacks=True)
+        await _run_together(stop, _uvicorn(app, host, port))
     finally:
         await store.close()
 
 
-async def run_worker(*, store_url: str, settings: AgentSettings | None = None,
-                     stop: asyncio.Event | None = None) -> None:
+async def run_worker(
+    *, store_url: str, settings: AgentSettings | None = None, stop: asyncio.Event | None = None
+) -> None:
     """An agent on this machine for every deployed stub of the store."""
     stop = stop or asyncio.Event()
     await _until_signalled(stop)
@@ -173,7 +187,10 @@ async def _run_together(
 
 async def _announce(
     on_ready: Callable[[ServeInfo], Awaitable[None] | None] | None,
-    host: str, port: int, token: str, stubs: Sequence[Stub],
+    host: str,
+    port: int,
+    token: str,
+    stubs: Sequence[Stub],
 ) -> None:
     if on_ready is None:
         return

@@ -59,9 +59,7 @@ IN_FLIGHT: frozenset[TaskStatus] = WAITING | {TaskStatus.RUNNING}
 
 #: DESIGN A2: every allowed arc. Nothing leaves a terminal status.
 TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.PENDING: frozenset(
-        {TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
-    ),
+    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.EXPIRED}),
     TaskStatus.RUNNING: frozenset(
         {
             TaskStatus.COMPLETE,
@@ -71,9 +69,7 @@ TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
             TaskStatus.CANCELLED,
         }
     ),
-    TaskStatus.RETRY: frozenset(
-        {TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.EXPIRED}
-    ),
+    TaskStatus.RETRY: frozenset({TaskStatus.RUNNING, TaskStatus.CANCELLED, TaskStatus.EXPIRED}),
     TaskStatus.COMPLETE: frozenset(),
     TaskStatus.CANCELLED: frozenset(),
     TaskStatus.TIMEOUT: frozenset(),

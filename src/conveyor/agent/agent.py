@@ -192,7 +192,9 @@ class Agent:
             return
         log.info(
             "● container %s started for %s v%d",
-            container.id, runtime.stub.name, runtime.stub.version,
+            container.id,
+            runtime.stub.name,
+            runtime.stub.version,
             extra={"action": "container_started", "container_id": container.id},
         )
         started = await asyncio.gather(
@@ -221,8 +223,12 @@ class Agent:
         ok = await worker.start()
         if not ok:
             message = (worker.init_error or {}).get("message", "worker process did not start")
-            log.error("worker for %s failed to start: %s", runtime.stub.name, message,
-                      extra={"action": "worker_start_failed"})
+            log.error(
+                "worker for %s failed to start: %s",
+                runtime.stub.name,
+                message,
+                extra={"action": "worker_start_failed"},
+            )
         else:
             runtime.maybe_work = True
             self._wake.set()
@@ -234,8 +240,11 @@ class Agent:
         runtime.containers.pop(container.id, None)
         with contextlib.suppress(StoreError):
             await self.store.deregister_container(container.id)
-        log.info("○ container %s stopped", container.id,
-                 extra={"action": "container_stopped", "container_id": container.id})
+        log.info(
+            "○ container %s stopped",
+            container.id,
+            extra={"action": "container_stopped", "container_id": container.id},
+        )
 
     def warmup(self, stub_id: str, now: float) -> None:
         runtime = self.stubs.get(stub_id)
@@ -333,8 +342,12 @@ class Agent:
             message = f"worker process exceeded the memory limit of {runtime.config.memory} MiB"
         else:
             message = describe_exit(rc)
-        log.warning("✗ task %s: %s", attempt.task_id, message,
-                    extra={"action": "worker_crashed", "task_id": attempt.task_id})
+        log.warning(
+            "✗ task %s: %s",
+            attempt.task_id,
+            message,
+            extra={"action": "worker_crashed", "task_id": attempt.task_id},
+        )
         self._outcomes.put_nowait(
             Outcome(
                 task_id=attempt.task_id,
@@ -366,11 +379,18 @@ class Agent:
                 await self.store.finish(batch)
                 return
             except StoreError as exc:
-                log.warning("writing %d outcomes failed (%s); retrying", len(batch), exc,
-                            extra={"action": "finish_failed"})
+                log.warning(
+                    "writing %d outcomes failed (%s); retrying",
+                    len(batch),
+                    exc,
+                    extra={"action": "finish_failed"},
+                )
                 await asyncio.sleep(delay)
-        log.error("dropping %d outcomes after repeated store errors; their leases will "
-                  "expire and the sweep will retry them", len(batch))
+        log.error(
+            "dropping %d outcomes after repeated store errors; their leases will "
+            "expire and the sweep will retry them",
+            len(batch),
+        )
 
     # -- enforcement -----------------------------------------------------------------------
     def _enforce_timeouts(self, now: float) -> None:
@@ -388,11 +408,18 @@ class Agent:
     async def _timeout(self, worker: WorkerProcess, attempt: Attempt) -> None:
         timeout = self._stub_of(worker).config.timeout
         await worker.kill(KillReason.TIMEOUT)
-        error = {"type": "TimeoutError", "message": f"attempt exceeded the timeout of {timeout} s",
-                 "traceback": ""}
+        error = {
+            "type": "TimeoutError",
+            "message": f"attempt exceeded the timeout of {timeout} s",
+            "traceback": "",
+        }
         self._outcomes.put_nowait(
-            Outcome(attempt.task_id, attempt.fence, TaskStatus.TIMEOUT,
-                    error=orjson.dumps(error).decode())
+            Outcome(
+                attempt.task_id,
+                attempt.fence,
+                TaskStatus.TIMEOUT,
+                error=orjson.dumps(error).decode(),
+            )
         )
 
     def _enforce_memory(self) -> None:

@@ -84,7 +84,9 @@ class WorkerProcess:
         """Spawn the process and wait until it is ready. False if it could not start."""
         env = {**os.environ, **self._env, "PYTHONUNBUFFERED": "1"}
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "conveyor.container",
+            sys.executable,
+            "-m",
+            "conveyor.container",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=env,

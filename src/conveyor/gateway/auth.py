@@ -34,7 +34,7 @@ def invocation_candidates(header: str) -> list[str]:
         candidates = [value] if value else []
         decoded = _b64decode(value)
         if decoded:
-            user, colon, password = decoded.partition(":")
+            _user, colon, password = decoded.partition(":")
             if colon and password:
                 candidates.insert(0, password)
             candidates.append(decoded)

@@ -18,7 +18,8 @@ class OutputSigner:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def url(self, base_url: str, output_id: str, name: str, expires: int) -> str:
-        query = urlencode({"expires": expires, "signature": self.signature(output_id, name, expires)})
+        signature = self.signature(output_id, name, expires)
+        query = urlencode({"expires": expires, "signature": signature})
         path = f"/v2/output/{quote(output_id, safe='')}/{quote(name, safe='')}"
         return f"{base_url}{path}?{query}"
 

@@ -1,4 +1,4 @@
-"""Plain records the store reads and writes. Instants are integer microseconds since the epoch (UTC)."""
+"""Plain records the store reads and writes. Instants are integer microseconds (UTC epoch)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class Workspace:
 
 @dataclass(frozen=True, slots=True)
 class Stub:
-    """One immutable deployment version of a task queue (serve stubs may bump ``config_version``)."""
+    """One deployment version of a task queue (serve stubs may bump ``config_version``)."""
 
     id: str
     workspace_id: str

@@ -1,0 +1,31 @@
+"""``GET /v2/taskqueue/`` and ``/v2/taskqueue/{name}``: queues of the caller's workspace."""
+
+from __future__ import annotations
+
+from fastapi import Depends, Request
+
+from conveyor.errors import NotFound
+from conveyor.gateway.auth import require_workspace
+from conveyor.gateway.responses import OrjsonResponse
+from conveyor.gateway.state import gateway_state
+from conveyor.gateway.views import queue_json
+from conveyor.store.records import Workspace
+
+
+async def list_queues(
+    request: Request,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    summaries = await gateway_state(request).store.queue_summaries(workspace.id)
+    return OrjsonResponse({"data": [queue_json(s) for s in summaries]})
+
+
+async def get_queue(
+    request: Request,
+    name: str,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    summaries = await gateway_state(request).store.queue_summaries(workspace.id, name)
+    if not summaries:
+        raise NotFound(f"unknown queue {name!r}")
+    return OrjsonResponse(queue_json(summaries[0]))
