@@ -48,6 +48,13 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 async def make_stub(store: Store, ws_id: str, code: Path, func: str, **options: Any) -> Stub:
     config = QueueConfig(
         name=func,
@@ -136,7 +143,7 @@ async def run_backend(url: str, tasks: int, work: Path) -> dict[str, float]:
             pid = int(marker.read_text())
             t0 = time.perf_counter()
             await store.cancel(ws.id, [tid])
-            while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            while alive(pid):
                 await asyncio.sleep(0.001)
             cancels.append((time.perf_counter() - t0) * 1000)
         results["cancel p50 ms"] = pct(cancels, 50)

@@ -52,6 +52,8 @@ class AgentSettings:
     drain_grace_s: float = 10.0
     #: Wait after a container failed to start before trying again.
     start_retry_s: float = 5.0
+    #: Short tasks get a prefetched backlog per container, sized to be worked off within this.
+    prefetch_budget_s: float = 0.05
     code_cache: Path = Path(".conveyor/code")
     #: Serve only stubs of these types …
     stub_types: tuple[StubType, ...] = (DEPLOYMENT,)
@@ -167,7 +169,8 @@ class Agent:
             elif len(live) > desired:
                 keep = runtime.config.keep_warm_seconds
                 for container in live[desired:]:
-                    if not container.busy_workers() and now - container.last_active >= keep:
+                    quiet = not container.busy_workers() and not container.backlog
+                    if quiet and now - container.last_active >= keep:
                         self._background(self._stop_container(runtime, container))
 
     def _spawn_container(self, runtime: StubRuntime, now: float) -> Container:
@@ -236,6 +239,11 @@ class Agent:
 
     async def _stop_container(self, runtime: StubRuntime, container: Container) -> None:
         container.stopping = True
+        if container.backlog:
+            held = [(t.id, t.fence) for t in container.backlog]
+            container.backlog.clear()
+            with contextlib.suppress(StoreError):
+                await self.store.release(held)
         await asyncio.gather(*(w.stop() for w in list(container.workers)))
         runtime.containers.pop(container.id, None)
         with contextlib.suppress(StoreError):
@@ -271,26 +279,42 @@ class Agent:
                 await asyncio.sleep(self.settings.poll_s)
 
     async def dispatch(self, now: float) -> int:
-        """Claim tasks for every idle worker whose stub may have work; return how many."""
+        """Claim tasks for idle workers (plus a backlog for short tasks); return how many."""
         sent = 0
         for runtime in list(self.stubs.values()):
             if not runtime.maybe_work:
                 continue
             for container in list(runtime.containers.values()):
-                idle = container.idle_workers()
-                if container.stopping or not idle:
+                if container.stopping:
+                    continue
+                self._feed(container, now)
+                idle = len(container.idle_workers())
+                depth = runtime.prefetch(len(container.workers), self.settings.prefetch_budget_s)
+                # Refill the backlog only once it is half used: fewer, larger claims.
+                refill = (
+                    depth - len(container.backlog) if len(container.backlog) <= depth // 2 else 0
+                )
+                want = idle + refill
+                if want <= 0 or not container.workers:
                     continue
                 tasks = await self.store.claim(
-                    runtime.stub.id, container.id, len(idle), self.settings.lease_s, now
+                    runtime.stub.id, container.id, want, self.settings.lease_s, now
                 )
-                for worker, task in zip(idle, tasks, strict=False):
-                    worker.run(task, now)
-                    container.last_active = now
-                    sent += 1
-                if len(tasks) < len(idle):
+                container.backlog.extend(tasks)
+                sent += len(tasks)
+                self._feed(container, now)
+                if len(tasks) < want:
                     runtime.maybe_work = False
                     break
         return sent
+
+    def _feed(self, container: Container, now: float) -> None:
+        """Give backlog tasks to idle workers."""
+        for worker in container.idle_workers():
+            if not container.backlog:
+                return
+            worker.run(container.backlog.popleft(), now)
+            container.last_active = now
 
     async def _on_done(self, worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
         status = TaskStatus.COMPLETE if msg.get("status") == "COMPLETE" else TaskStatus.FAILED
@@ -307,8 +331,14 @@ class Agent:
                 outputs=outputs,
             )
         )
-        self._touch(worker)
-        self._stub_of(worker).maybe_work = True
+        runtime = self._stub_of(worker)
+        now = time.time()
+        runtime.observe(now - attempt.dispatched_at)
+        container = runtime.containers.get(worker.container_id)
+        if container is not None:
+            container.last_active = now
+            self._feed(container, now)
+        runtime.maybe_work = True
         self._wake.set()
 
     async def _on_exit(self, worker: WorkerProcess, returncode: int | None) -> None:
@@ -437,6 +467,11 @@ class Agent:
                 self._background(worker.kill(KillReason.MEMORY))
 
     def kill_task(self, task_id: str) -> bool:
+        """Stop a task's attempt (cancelled or taken over): drop it, or kill its process."""
+        for runtime in self.stubs.values():
+            for container in runtime.containers.values():
+                if container.drop_backlog(task_id):
+                    return True
         for worker in self._workers():
             if worker.current is not None and worker.current.task_id == task_id:
                 if worker.kill_reason is None:
@@ -501,11 +536,6 @@ class Agent:
 
     def _stub_of(self, worker: WorkerProcess) -> StubRuntime:
         return self.stubs[worker.stub_id]
-
-    def _touch(self, worker: WorkerProcess) -> None:
-        container = self._stub_of(worker).containers.get(worker.container_id)
-        if container is not None:
-            container.last_active = time.time()
 
     def _background(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
