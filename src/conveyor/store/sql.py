@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import secrets
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -220,6 +221,7 @@ class SqlStore:
     """``conveyor.store.base.Store`` over a :class:`Driver`."""
 
     def __init__(self, driver: Driver, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+        self._stats = _StatsCache()
         self.driver = driver
         self.max_output_bytes = max_output_bytes
         d = driver.dialect
@@ -801,15 +803,9 @@ class SqlStore:
         if key is None:
             return None
         stale = _now_us(None) - clock.to_us(CONTAINER_STALE_S)
-        sql = (
-            f"SELECT {_T_COLS}, {_S_COLS},"
-            " (SELECT COUNT(*) FROM tasks w WHERE w.stub_id = t.stub_id"
-            f" AND w.status IN {_WAITING}),"
-            " (SELECT COUNT(*) FROM containers c WHERE c.stub_id = t.stub_id"
-            " AND c.heartbeat_at >= ?)"
-            " FROM tasks t JOIN stubs s ON s.id = t.stub_id WHERE t.id = ?"
-        )
-        params: list[Any] = [stale, key]
+        sql = (f"SELECT {_T_COLS}, {_S_COLS} FROM tasks t"
+               " JOIN stubs s ON s.id = t.stub_id WHERE t.id = ?")
+        params: list[Any] = [key]
         if workspace_id is not None:
             sql += " AND t.workspace_id = ?"
             params.append(workspace_id)
@@ -818,10 +814,11 @@ class SqlStore:
             rows = await tx.execute(sql, params)
             if not rows:
                 return None
-            row = rows[0]
+            task = _task(rows[0])
             outputs = await _outputs_of(tx, [key])
-            return TaskView(_task(row), _stub(row[_NT:_NT + _NS]), outputs.get(key, []),
-                            int(row[-2]), int(row[-1]))
+            depth, containers = await self._stats.get(tx, [task.stub_id], stale)
+            return TaskView(task, _stub(rows[0][_NT:_NT + _NS]), outputs.get(key, []),
+                            depth.get(task.stub_id, 0), containers.get(task.stub_id, 0))
 
         return await self.driver.read(op)
 
@@ -866,7 +863,7 @@ class SqlStore:
             tasks = [_task(row[1:]) for row in rows]
             stubs = {row[1 + _NT]: _stub(row[1 + _NT:]) for row in rows}
             outputs = await _outputs_of(tx, [task.id for task in tasks])
-            depth, containers = await _stub_stats(tx, list(stubs), stale)
+            depth, containers = await self._stats.get(tx, list(stubs), stale)
             views = [
                 TaskView(task, stubs[task.stub_id], outputs.get(task.id, []),
                          depth.get(task.stub_id, 0), containers.get(task.stub_id, 0))
@@ -1066,6 +1063,43 @@ async def _stub_stats(
         [*stub_ids, stale],
     )
     return ({row[0]: int(row[1]) for row in depth}, {row[0]: int(row[1]) for row in live})
+
+
+class _StatsCache:
+    """Stub stats for task reads. Counting a deep queue costs time proportional to its depth,
+    so a depth over ``DEEP_QUEUE`` is reused for up to ``DEEP_QUEUE_TTL_S``: status reads stay
+    flat however deep the queue, and ``queue_depth`` is exact below that depth."""
+
+    DEEP_QUEUE = 1000
+    DEEP_QUEUE_TTL_S = 0.5
+
+    def __init__(self) -> None:
+        self._deep: dict[str, tuple[float, int, int]] = {}
+
+    async def get(
+        self, tx: Tx, stub_ids: Sequence[str], stale: int
+    ) -> tuple[dict[str, int], dict[str, int]]:
+        now = time.monotonic()
+        depth: dict[str, int] = {}
+        live: dict[str, int] = {}
+        missing = []
+        for stub_id in stub_ids:
+            cached = self._deep.get(stub_id)
+            if cached is not None and cached[0] > now:
+                depth[stub_id], live[stub_id] = cached[1], cached[2]
+            else:
+                missing.append(stub_id)
+        if missing:
+            counted, running = await _stub_stats(tx, missing, stale)
+            for stub_id in missing:
+                depth[stub_id] = counted.get(stub_id, 0)
+                live[stub_id] = running.get(stub_id, 0)
+                if depth[stub_id] > self.DEEP_QUEUE:
+                    self._deep[stub_id] = (now + self.DEEP_QUEUE_TTL_S, depth[stub_id],
+                                           live[stub_id])
+                else:
+                    self._deep.pop(stub_id, None)
+        return depth, live
 
 
 def _summaries(

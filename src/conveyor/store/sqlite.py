@@ -1,4 +1,9 @@
-"""SQLite driver: stdlib ``sqlite3`` on one dedicated worker thread.
+"""SQLite driver: stdlib ``sqlite3``, a writer thread and a reader thread.
+
+A whole transaction runs on its thread in one hop: the shared SQL code is written as
+coroutines for PostgreSQL, but against SQLite its ``await tx.…`` calls never suspend, so
+``_drive`` runs such a coroutine to completion synchronously. One hop per transaction keeps
+the event loop free and makes latency independent of how busy the loop is.
 
 Writes take ``BEGIN IMMEDIATE``, so a transaction holds the file's write lock from its first
 statement: a count-then-insert is atomic even across processes sharing the file. Reads use a
@@ -10,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from conveyor import clock
 from conveyor.errors import StoreError, StoreUnavailable
@@ -64,27 +69,28 @@ class _Tx:
         self._conn = conn
         self.events: list[Event] = []
 
+    # These run on the driver's thread and never suspend (see the module docstring).
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self._driver.call(_execute, self._conn, sql, params)
+        return self._conn.execute(sql, params).fetchall()
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._driver.call(self._conn.executemany, sql, rows)
+        self._conn.executemany(sql, rows)
 
     async def execute_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[list[Row]]:
-        return await self._driver.call(_execute_each, self._conn, sql, rows)
+        return [self._conn.execute(sql, row).fetchall() for row in rows]
 
     def emit(self, event: Event) -> None:
         self.events.append(event)
 
 
-def _execute(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Row]:
-    return conn.execute(sql, params).fetchall()
-
-
-def _execute_each(
-    conn: sqlite3.Connection, sql: str, rows: Sequence[Sequence[Any]]
-) -> list[list[Row]]:
-    return [conn.execute(sql, row).fetchall() for row in rows]
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to completion, synchronously."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise StoreError("a SQLite transaction awaited something other than its statements")
 
 
 class SqliteDriver:
@@ -93,27 +99,30 @@ class SqliteDriver:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._executor: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
         key = str(self.path.resolve())
         broadcaster = _broadcasters.get(key)
         if broadcaster is None:
             broadcaster = _broadcasters[key] = Broadcaster()
         self._broadcaster = broadcaster
 
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the worker thread; sqlite3 errors become store errors."""
-        if self._executor is None:
+    async def call(self, fn: Callable[..., T], *args: Any, reader: bool = False) -> T:
+        """Run ``fn(*args)`` on the writer (or reader) thread; sqlite3 errors become store
+        errors."""
+        executor = self._reader if reader else self._executor
+        if executor is None:
             raise StoreUnavailable("the SQLite store is not open")
         return await asyncio.get_running_loop().run_in_executor(
-            self._executor, partial(_guarded, fn, *args)
+            executor, partial(_guarded, fn, *args)
         )
 
     async def open(self, migrations: Sequence[Migration]) -> None:
         if self._executor is not None:
             return
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite-read")
         try:
             await self.call(self._connect)
             await self.call(self._migrate, migrations)
@@ -130,7 +139,10 @@ class SqliteDriver:
         self._read_conn = self._new_connection()
 
     def _new_connection(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        # Each connection is used by one thread at a time (its executor has one thread).
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -169,6 +181,9 @@ class SqliteDriver:
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.shutdown(wait=True)
         if executor is None:
             return
 
@@ -182,24 +197,30 @@ class SqliteDriver:
         executor.shutdown(wait=True)
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        async with self._lock:
+        def transaction() -> tuple[T, list[Event]]:
             conn = self._conn()
-            await self.call(conn.execute, "BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             tx = _Tx(self, conn)
             try:
-                result = await fn(tx)
-                await self.call(conn.execute, "COMMIT")
+                result: T = _drive(cast(Coroutine[Any, Any, T], fn(tx)))
+                conn.execute("COMMIT")
             except BaseException:
-                await self.call(_rollback, conn)
+                _rollback(conn)
                 raise
-        for event in tx.events:
+            return result, tx.events
+
+        result, events = await self.call(transaction)
+        for event in events:
             self._broadcaster.publish(event)
         return result
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        if self._read_conn is None:
-            raise StoreUnavailable("the SQLite store is not open")
-        return await fn(_Tx(self, self._read_conn))
+        def query() -> T:
+            if self._read_conn is None:
+                raise StoreUnavailable("the SQLite store is not open")
+            return _drive(cast(Coroutine[Any, Any, T], fn(_Tx(self, self._read_conn))))
+
+        return await self.call(query, reader=True)
 
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()
