@@ -224,7 +224,7 @@ class Agent:
         )
         container.workers.append(worker)
         ok = await worker.start()
-        if not ok:
+        if not ok and not (container.stopping or self._draining):
             message = (worker.init_error or {}).get("message", "worker process did not start")
             log.error(
                 "worker for %s failed to start: %s",
