@@ -146,10 +146,10 @@ class Agent:
         runtime = self.stubs.get(stub.id)
         if runtime is None:
             runtime = self.stubs[stub.id] = StubRuntime(stub, config)
-        else:  # a serve stub whose config changed: new containers use the new config
+        else:  # a serve stub whose config changed: retire its containers, start new ones
             runtime.stub, runtime.config = stub, config
-            for container in runtime.containers.values():
-                container.stopping = True
+            for container in list(runtime.containers.values()):
+                self._background(self._stop_container(runtime, container))
         return runtime
 
     # -- scaling ---------------------------------------------------------------------------
@@ -366,7 +366,8 @@ class Agent:
         if reason is KillReason.TIMEOUT:
             return  # _timeout wrote TIMEOUT before killing
         if reason is KillReason.STOP:
-            await self.store.release([(attempt.task_id, attempt.fence)])
+            with contextlib.suppress(StoreError):  # else the lease expires and the sweep retries
+                await self.store.release([(attempt.task_id, attempt.fence)])
             return
         if reason is KillReason.MEMORY:
             message = f"worker process exceeded the memory limit of {runtime.config.memory} MiB"
@@ -483,7 +484,7 @@ class Agent:
     async def _heartbeat(self, now: float) -> None:
         for runtime in list(self.stubs.values()):
             for container in list(runtime.containers.values()):
-                if not container.workers:
+                if not container.workers and not container.backlog:
                     continue
                 lost = await self.store.heartbeat(
                     container.id, container.running(), self.settings.lease_s, now

@@ -11,7 +11,6 @@ from conveyor.agent.worker import WorkerProcess, WorkerState
 from conveyor.queue_config import QueueConfig
 from conveyor.store.records import Stub, TaskRecord
 
-
 #: Upper bound of the prefetched backlog per worker process.
 MAX_PREFETCH_PER_WORKER = 64
 
