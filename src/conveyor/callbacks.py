@@ -105,7 +105,7 @@ class CallbackSender:
                     await getter
                 return
             event = getter.result()
-            if event is None or (
+            if event is None or event.kind == "changed" or (
                 event.kind == "task" and event.status is not None and is_terminal(event.status)
             ):
                 return

@@ -507,6 +507,11 @@ class Agent:
                 self._wake.set()
             else:
                 self._next["stubs"] = 0.0  # maybe a new deployment: refresh on the next tick
+        elif event.kind == "changed":  # another process wrote: new work, maybe a cancel
+            for runtime in self.stubs.values():
+                runtime.maybe_work = True
+            self._wake.set()
+            self._next["heartbeat"] = 0.0  # its answer names cancelled attempts
         elif event.kind == "cancel" and event.task_id:
             self.kill_task(event.task_id)
         elif event.kind == "warmup":

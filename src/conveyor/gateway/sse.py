@@ -74,7 +74,7 @@ async def _stream(
             event = await subscription.get(timeout=state.settings.sse_ping_s)
             if event is None:
                 yield PING
-            elif event.kind != "task" or event.task_id != task_id:
+            elif event.kind != "changed" and (event.kind != "task" or event.task_id != task_id):
                 view = None
                 continue
             view = await state.store.get_task(task_id, workspace_id)

@@ -191,14 +191,15 @@ class SweepReport:
     containers_removed: int = 0
 
 
-EventKind = Literal["task", "enqueued", "cancel", "warmup"]
+EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed"]
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """A change notification. ``task``: a task's status changed; ``enqueued``: new runnable work
     for ``stub_id``; ``cancel``: a RUNNING task was cancelled and its process must be killed;
-    ``warmup``: start a container for ``stub_id`` without a task."""
+    ``warmup``: start a container for ``stub_id`` without a task; ``changed``: another process
+    wrote to an SQLite store (whose events do not cross processes) — re-read what you watch."""
 
     kind: EventKind
     stub_id: str

@@ -886,11 +886,15 @@ class SqlStore:
                 " ORDER BY s.name, s.version",
                 params,
             )
-            counts = await tx.execute(
-                "SELECT s.name, t.status, COUNT(*) FROM tasks t JOIN stubs s ON s.id = t.stub_id"
-                f"{where} GROUP BY s.name, t.status",
+            # Grouped by stub along the (stub_id, status) index: no sort of the whole table.
+            by_stub = await tx.execute(
+                "SELECT t.stub_id, t.status, COUNT(*) FROM tasks t"
+                f" WHERE t.stub_id IN (SELECT s.id FROM stubs s{where})"
+                " GROUP BY t.stub_id, t.status",
                 params,
             )
+            name_of = {row[2]: row[0] for row in stubs}
+            counts = [(name_of[stub_id], status, n) for stub_id, status, n in by_stub]
             live = await tx.execute(
                 "SELECT s.name, COUNT(*) FROM containers c JOIN stubs s ON s.id = c.stub_id"
                 f"{where} AND c.heartbeat_at >= ? GROUP BY s.name",
@@ -1112,7 +1116,7 @@ def _summaries(
         name: dict.fromkeys(TaskStatus, 0) for name in versions
     }
     for name, status, count in counts:
-        per_status[name][TaskStatus(status)] = int(count)
+        per_status[name][TaskStatus(status)] += int(count)
     return [
         QueueSummary(
             name=name,

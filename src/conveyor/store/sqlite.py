@@ -13,6 +13,7 @@ second connection, which in WAL mode sees only committed data and never waits fo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -31,6 +32,8 @@ from conveyor.store.sql import Dialect, Migration, Row
 T = TypeVar("T")
 
 BUSY_TIMEOUT_S = 10.0
+#: How often to look for commits by other processes (``PRAGMA data_version``).
+WATCH_S = 0.1
 #: Page cache per connection; the default 2 MiB makes reads of a million-task table miss.
 CACHE_KIB = 32 * 1024
 DIALECT = Dialect(name="sqlite", skip_locked="", for_update="")
@@ -102,6 +105,7 @@ class SqliteDriver:
         self._reader: ThreadPoolExecutor | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._watcher: asyncio.Task[None] | None = None
         key = str(self.path.resolve())
         broadcaster = _broadcasters.get(key)
         if broadcaster is None:
@@ -129,6 +133,21 @@ class SqliteDriver:
         except BaseException:
             await self.close()
             raise
+        self._watcher = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Publish a ``changed`` event when another connection commits: events of other
+        processes never reach this one, so their subscribers re-read instead."""
+        last = None
+        while True:
+            try:
+                version = await self.call(_data_version, self._conn())
+            except StoreError:
+                return
+            if last is not None and version != last:
+                self._broadcaster.publish(Event("changed", ""))
+            last = version
+            await asyncio.sleep(WATCH_S)
 
     def _connect(self) -> None:
         try:
@@ -180,6 +199,11 @@ class SqliteDriver:
         return self._write_conn
 
     async def close(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         executor, self._executor = self._executor, None
         reader, self._reader = self._reader, None
         if reader is not None:
@@ -224,6 +248,11 @@ class SqliteDriver:
 
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    """Changes whenever a connection other than ``conn`` commits to the file."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
