@@ -1,32 +1,78 @@
-"""The ``conveyor`` command: thin — parse options, then call the pieces in ``serve.py``."""
+"""The ``conveyor`` command: thin — parse options, then call the pieces that do the work.
+
+``serve``/``server``/``worker`` run processes (``serve.py``); the task, queue, put and deploy
+commands talk to a gateway through ``conveyor.client.Client`` and show answers with
+``cli_render``. Every failure is one ``error: …`` line on stderr and a non-zero exit code.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Annotated
+import sys
+from collections.abc import Iterator
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
+import orjson
 import typer
 from rich.console import Console
 
-from conveyor.errors import ConveyorError
-from conveyor.serve import DEFAULT_WORKSPACE, ServeInfo, run_server, run_worker, serve
-from conveyor.store import open_store
+from conveyor import cli_render as render
+from conveyor.bundle import IGNORE_FILE, make_bundle
+from conveyor.client import (
+    ENV_TOKEN,
+    ENV_URL,
+    Client,
+    TaskFilters,
+    enqueue_call,
+    load_settings,
+)
+from conveyor.errors import ConveyorError, NotConfigured, WaitTimeout
+from conveyor.tasks import TaskStatus
+
+if TYPE_CHECKING:
+    from conveyor.serve import ServeInfo
+
+# The gateway, agent and store modules are imported by the commands that run them: the
+# client commands start several times faster without them.
 
 DEFAULT_STORE = "sqlite:///.conveyor/conveyor.db"
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: Exit codes of the waiting commands.
+EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
 
 app = typer.Typer(
-    help="Conveyor: a self-hosted task queue for Python.",
+    help="Conveyor: a self-hosted task queue for Python.\n\n"
+    "Example: conveyor serve app.py:resize, then in another terminal:"
+    " conveyor put resize '{\"path\": \"a.png\"}' --wait",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-token_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
-workspace_app = typer.Typer(help="Manage workspaces.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Manage API tokens.\n\nExample: conveyor token create --workspace acme",
+    no_args_is_help=True,
+)
+workspace_app = typer.Typer(
+    help="Manage workspaces.\n\nExample: conveyor workspace create acme", no_args_is_help=True
+)
+task_app = typer.Typer(
+    help="List, inspect, stop and wait for tasks.\n\nExample: conveyor task list --status running",
+    no_args_is_help=True,
+)
+queue_app = typer.Typer(
+    help="Inspect task queues.\n\nExample: conveyor queue list", no_args_is_help=True
+)
 app.add_typer(token_app, name="token")
 app.add_typer(workspace_app, name="workspace")
+app.add_typer(task_app, name="task")
+app.add_typer(queue_app, name="queue")
 
 out = Console()
+if not out.is_terminal:
+    out.width = 200  # whole table rows for pipes (grep, less), not 80 columns
 err = Console(stderr=True)
 
 StoreOpt = Annotated[
@@ -39,6 +85,38 @@ HostOpt = Annotated[
     str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to listen on.")
 ]
 PortOpt = Annotated[int, typer.Option("--port", envvar="CONVEYOR_PORT", help="Port to listen on.")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar=ENV_URL,
+        help=f"Gateway URL; else url in ~/.conveyor/config.toml, else {DEFAULT_URL}.",
+        show_default=False,
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar=ENV_TOKEN,
+        help="API token; else token in ~/.conveyor/config.toml.",
+        show_default=False,
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0, help="Give up after this many seconds (exit code 2)."),
+]
+
+
+class ListFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+class TaskFormat(StrEnum):
+    panel = "panel"
+    json = "json"
 
 
 def _logging(verbose: bool) -> None:
@@ -48,15 +126,59 @@ def _logging(verbose: bool) -> None:
     )
 
 
-def _run(coro: object) -> None:
-    """Run a coroutine; a conveyor error becomes one line on stderr and exit code 1."""
+@contextlib.contextmanager
+def _reported() -> Iterator[None]:
+    """Turn a failure into one ``error:`` line and an exit code: 2 for a wait that ran out."""
     try:
-        asyncio.run(coro)  # type: ignore[arg-type]
-    except ConveyorError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        yield
+    except WaitTimeout as exc:
+        render.print_error(err, str(exc))
+        raise typer.Exit(EXIT_TIMEOUT) from None
+    except (ConveyorError, OSError) as exc:
+        render.print_error(err, str(exc))
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def _run(coro: object) -> None:
+    """Run a coroutine; a conveyor error becomes one line on stderr and exit code 1."""
+    with _reported():
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def _client(url: str | None, token: str | None) -> Client:
+    """Options and their variables first, then ~/.conveyor/config.toml, then the default URL."""
+    try:
+        found_url, found_token = load_settings({ENV_URL: url or "", ENV_TOKEN: token or ""})
+    except NotConfigured:
+        if token:
+            return Client(url or DEFAULT_URL, token)
+        try:
+            found_url, found_token = load_settings({ENV_URL: url or DEFAULT_URL})
+        except NotConfigured:
+            raise NotConfigured(
+                f"no token: pass --token, set {ENV_TOKEN} or put token = \"…\" in "
+                "~/.conveyor/config.toml"
+            ) from None
+    return Client(found_url, found_token)
+
+
+def _statuses(text: str) -> list[str]:
+    """``running,Error`` → ``["RUNNING", "FAILED"]``, refusing unknown names before any request."""
+    try:
+        statuses = [TaskStatus.parse(part).value for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--status") from None
+    return list(dict.fromkeys(statuses))
+
+
+def _ids(task_ids: list[str]) -> list[str]:
+    """The ids given, or the whitespace-separated ids on stdin for ``-``; duplicates once."""
+    ids = sys.stdin.read().split() if task_ids == ["-"] else task_ids
+    if not ids:
+        raise typer.BadParameter("no task ids given", param_hint="ID...")
+    return list(dict.fromkeys(ids))
 
 
 @app.command("serve")
@@ -98,6 +220,8 @@ def serve_cmd(
             )
         out.print("  Ctrl-C stops.", highlight=False)
 
+    from conveyor.serve import serve
+
     _run(serve(targets, store_url=store, host=host, port=port, token=token, on_ready=ready))
 
 
@@ -114,6 +238,8 @@ def server_cmd(
     """
     _logging(verbose)
     out.print(f"conveyor gateway on http://{host}:{port} (store {store.split('@')[-1]})")
+    from conveyor.serve import run_server
+
     _run(run_server(store_url=store, host=host, port=port))
 
 
@@ -128,10 +254,14 @@ def worker_cmd(
     """
     _logging(verbose)
     out.print(f"conveyor worker (store {store.split('@')[-1]}); SIGTERM drains")
+    from conveyor.serve import run_worker
+
     _run(run_worker(store_url=store))
 
 
 async def _create_token(store_url: str, workspace: str) -> str:
+    from conveyor.store import open_store
+
     store = open_store(store_url)
     await store.open()
     try:
@@ -144,14 +274,22 @@ async def _create_token(store_url: str, workspace: str) -> str:
 @token_app.command("create")
 def token_create(
     workspace: Annotated[
-        str, typer.Option("--workspace", "-w", help="Workspace name (created if needed).")
-    ] = DEFAULT_WORKSPACE,
+        str | None,
+        typer.Option(
+            "--workspace", "-w",
+            help="Workspace name (created if needed); default: the one `conveyor serve` uses.",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Create a token for a workspace; the token is the last line printed.
 
     Example: conveyor token create --workspace acme
     """
+    from conveyor.serve import DEFAULT_WORKSPACE
+
+    workspace = workspace or DEFAULT_WORKSPACE
     result: list[str] = []
 
     async def go() -> None:
@@ -181,5 +319,232 @@ def workspace_create(
     print(result[0])
 
 
+# -- talking to a gateway -------------------------------------------------------------------
+
+
+@app.command("deploy")
+def deploy_cmd(
+    target: Annotated[
+        str, typer.Argument(help="The task queue as FILE:FUNC.", metavar="FILE:FUNC")
+    ],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Upload the folder of FILE as a code bundle and make the queue's next version.
+
+    Bundled: the folder's files minus .git, __pycache__, .venv, .conveyor and its .conveyorignore.
+
+    The ignore file takes gitignore-like patterns: *.log, build/, /docs, !keep.log.
+
+    Deployed versions run on `conveyor worker` agents.
+
+    Example: conveyor deploy app.py:resize
+    """
+    with _reported():
+        from conveyor.loader import load_target
+
+        loaded = load_target(target)
+        config = loaded.config(code_path=None)
+        root = loaded.path.parent
+        bundle = make_bundle(root)
+        if loaded.path.name not in bundle.files:
+            raise ConveyorError(f"{loaded.path.name} is excluded by {root / IGNORE_FILE}")
+        with _client(url, token) as client:
+            answer = client.deploy(config.to_json(), bundle.data)
+            out.print(
+                f"deployed [cyan]{answer['name']}[/cyan] [bold]v{answer['version']}[/bold]"
+                f"  stub {answer['stub_id']}  ({len(bundle.files)} files, "
+                f"{len(bundle.data) / 1024:.1f} KiB)",
+                highlight=False,
+            )
+            out.print(f"  url   {answer['url']}", highlight=False, soft_wrap=True)
+            out.print(
+                "  try   " + render.curl_line(answer["url"], client.token or ""),
+                highlight=False, soft_wrap=True, markup=False,
+            )
+
+
+@app.command("put")
+def put_cmd(
+    name: Annotated[
+        str, typer.Argument(help="Queue name, or NAME/vN, NAME/latest.", metavar="NAME")
+    ],
+    body: Annotated[
+        str, typer.Argument(help="The request body: a JSON object.", metavar="JSON")
+    ] = "{}",
+    wait: Annotated[
+        bool, typer.Option("--wait", "-w", help="Wait for the task, then print its result.")
+    ] = False,
+    timeout: TimeoutOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Enqueue a task and print its id.
+
+    The JSON object's keys are the handler's keyword arguments, or give "args" and "kwargs".
+
+    With --wait: a live status line until the task ends, then its result as JSON.
+
+    Exit code with --wait: 0 if the task is COMPLETE, 1 for any other end, 2 on --timeout.
+
+    Example: conveyor put resize '{"path": "a.png", "width": 100}' --wait
+    """
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint="JSON") from None
+    if not isinstance(payload, dict):
+        raise typer.BadParameter("must be a JSON object, e.g. '{\"x\": 3}'", param_hint="JSON")
+    with _reported(), _client(url, token) as client:
+        task_id = client.send(enqueue_call(name, payload))["task_id"]
+        if not wait:
+            print(task_id)
+            return
+        err.print(f"task {task_id}", highlight=False)
+        task = render.follow_task(client, task_id, timeout, err)
+    if task["status"] != TaskStatus.COMPLETE:
+        render.print_error(err, "task " + render.outcome_line(task).plain)
+        raise typer.Exit(EXIT_FAILED)
+    render.print_json(task.get("result"))
+
+
+@task_app.command("list")
+def task_list(
+    status: Annotated[
+        str | None,
+        typer.Option(help="Comma list of statuses, any case; ERROR means FAILED."),
+    ] = None,
+    queue: Annotated[str | None, typer.Option(help="Only tasks of this queue.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="At most this many tasks.")] = 100,
+    output: Annotated[
+        ListFormat, typer.Option("--format", help="A table, or the API's JSON list.")
+    ] = ListFormat.table,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List tasks, newest first.
+
+    Example: conveyor task list --status pending,running --queue resize --limit 20
+    """
+    filters: TaskFilters = {"limit": limit}
+    if status:
+        filters["status"] = _statuses(status)
+    if queue:
+        filters["queue"] = queue
+    with _reported(), _client(url, token) as client:
+        answer = client.tasks(**filters)
+    if output is ListFormat.json:
+        render.print_json(answer["data"])
+        return
+    out.print(render.task_table(answer["data"]))
+    out.print(render.count_line(len(answer["data"]), answer.get("next_cursor") is not None))
+
+
+@task_app.command("get")
+def task_get(
+    task_id: Annotated[str, typer.Argument(help="The task id.", metavar="ID")],
+    output: Annotated[
+        TaskFormat, typer.Option("--format", help="A readable panel, or the API's JSON.")
+    ] = TaskFormat.panel,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Show one task: every field, its result or error with traceback, outputs, attempts.
+
+    Example: conveyor task get 0b6c0c1e-4d1c-4c29-9a7e-1f2d1f0b7a55 --format json
+    """
+    with _reported(), _client(url, token) as client:
+        task = client.task(task_id)
+    if output is TaskFormat.json:
+        render.print_json(task)
+    else:
+        out.print(render.task_panel(task))
+
+
+@task_app.command("stop")
+def task_stop(
+    task_ids: Annotated[
+        list[str], typer.Argument(help="Task ids, or - to read them from stdin.", metavar="ID")
+    ],
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Cancel tasks; one line per id: cancelled, already finished or not found.
+
+    Exit code 0 if every id was cancelled or had already finished, 1 if any was not found.
+
+    Example: conveyor task stop ID1 ID2   or   cat ids.txt | conveyor task stop -
+    """
+    ids = _ids(task_ids)
+    with _reported(), _client(url, token) as client:
+        answer = client.cancel(ids)
+    what = {task_id: "cancelled" for task_id in answer.get("cancelled", [])}
+    what.update({task_id: "already finished" for task_id in answer.get("already_finished", [])})
+    for task_id in ids:
+        out.print(f"{task_id}  {what.get(task_id, 'not found')}", highlight=False)
+    if any(task_id not in what for task_id in ids):
+        raise typer.Exit(1)
+
+
+@task_app.command("wait")
+def task_wait(
+    task_ids: Annotated[
+        list[str], typer.Argument(help="Task ids, or - to read them from stdin.", metavar="ID")
+    ],
+    timeout: TimeoutOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Wait until every task has ended, with a progress bar; then one line per task.
+
+    Exit code 0 only if all are COMPLETE, 1 otherwise, 2 if --timeout runs out first.
+
+    Example: conveyor task wait 0b6c0c1e-4d1c-4c29-9a7e-1f2d1f0b7a55 --timeout 600
+    """
+    ids = _ids(task_ids)
+    with _reported(), _client(url, token) as client:
+        latest, finished = render.wait_tasks(client, ids, timeout, err)
+    for task_id in ids:
+        out.print(render.outcome_line(latest[task_id]), highlight=False, soft_wrap=True)
+    if not finished:
+        render.print_error(err, f"{timeout} s passed before every task ended")
+        raise typer.Exit(EXIT_TIMEOUT)
+    if any(latest[i]["status"] != TaskStatus.COMPLETE for i in ids):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@queue_app.command("list")
+def queue_list(
+    output: Annotated[
+        ListFormat, typer.Option("--format", help="A table, or the API's JSON list.")
+    ] = ListFormat.table,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List task queues: versions, depth, live containers and task counts per status.
+
+    Example: conveyor queue list --format json
+    """
+    with _reported(), _client(url, token) as client:
+        queues = client.queues()
+    if output is ListFormat.json:
+        render.print_json(queues)
+    else:
+        out.print(render.queue_table(queues))
+
+
 def main() -> None:
-    app()
+    """Entry point: usage errors, too, are one ``error:`` line (exit code 2)."""
+    try:
+        code = app(standalone_mode=False)
+    except Exception as exc:
+        # Click's usage errors (typer may vendor click, so they are recognised by shape).
+        exit_code = getattr(exc, "exit_code", None)
+        if not isinstance(exit_code, int) or not hasattr(exc, "format_message"):
+            raise
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            render.print_error(err, str(exc.format_message()) + hint)
+        code = exit_code
+    sys.exit(code if isinstance(code, int) else 0)

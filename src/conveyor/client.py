@@ -136,6 +136,23 @@ def cancel_call(task_ids: str | Iterable[str]) -> Call:
     return Call("DELETE", "/v2/task/cancel/", body={"task_ids": ids})
 
 
+def enqueue_call(name: str, body: Mapping[str, Any]) -> Call:
+    """``body`` sent as it is, as ``curl`` would (``put_call`` builds ``args``/``kwargs``)."""
+    return Call("POST", _queue_path(name), body=dict(body))
+
+
+def queues_call() -> Call:
+    return Call("GET", "/v2/taskqueue/")
+
+
+def deploy_files(config_json: str, bundle: bytes) -> dict[str, tuple[str, bytes, str]]:
+    """The multipart fields of ``POST /v2/deployment/``: the QueueConfig JSON and the zip."""
+    return {
+        "config": ("config.json", config_json.encode(), "application/json"),
+        "code": ("code.zip", bundle, "application/zip"),
+    }
+
+
 def subscribe_call(task_id: str) -> Call:
     return Call("GET", f"/v2/task/{quote(task_id, safe='')}/subscribe")
 
@@ -291,6 +308,22 @@ class AsyncClient(_Base):
         answer: dict[str, list[str]] = await self.send(cancel_call(task_ids))
         return answer
 
+    async def queues(self) -> list[dict[str, Any]]:
+        """Queues of the workspace with versions, depth, containers and counts per status."""
+        answer: list[dict[str, Any]] = (await self.send(queues_call()))["data"]
+        return answer
+
+    async def deploy(self, config_json: str, bundle: bytes) -> dict[str, Any]:
+        """Upload a code bundle: ``{"stub_id", "name", "version", "url"}`` of the new version."""
+        try:
+            response = await self._http.post(
+                "/v2/deployment/", files=deploy_files(config_json, bundle)
+            )
+        except httpx.TransportError as exc:
+            raise self._connection_failed(exc) from exc
+        answer: dict[str, Any] = decode(response)
+        return answer
+
     async def subscribe(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """Task JSON at each status change, ending after the terminal one."""
         call = subscribe_call(task_id)
@@ -428,6 +461,20 @@ class Client(_Base):
 
     def cancel(self, task_ids: str | Iterable[str]) -> dict[str, list[str]]:
         answer: dict[str, list[str]] = self.send(cancel_call(task_ids))
+        return answer
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Queues of the workspace with versions, depth, containers and counts per status."""
+        answer: list[dict[str, Any]] = self.send(queues_call())["data"]
+        return answer
+
+    def deploy(self, config_json: str, bundle: bytes) -> dict[str, Any]:
+        """Upload a code bundle: ``{"stub_id", "name", "version", "url"}`` of the new version."""
+        try:
+            response = self._http.post("/v2/deployment/", files=deploy_files(config_json, bundle))
+        except httpx.TransportError as exc:
+            raise self._connection_failed(exc) from exc
+        answer: dict[str, Any] = decode(response)
         return answer
 
     def subscribe(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:

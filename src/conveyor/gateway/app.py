@@ -13,6 +13,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from conveyor.callbacks import CallbackSender
+from conveyor.dashboard.routes import routes as dashboard_routes
 from conveyor.gateway import deploy, health, outputs, queues, sse, task_routes
 from conveyor.gateway.body_limit import BodyLimitMiddleware
 from conveyor.gateway.enqueue import (
@@ -228,4 +229,5 @@ routes: list[BaseRoute] = [
            auth=None),
     _route("/metrics", health.metrics, "GET", "Prometheus metrics", None, (), auth=None,
            response_class=Response, media_type=CONTENT_TYPE),
+    *dashboard_routes,  # /dashboard: HTML pages over these same handlers (DESIGN A4)
 ]

@@ -1,0 +1,92 @@
+"""The pages: sign-in, queues, tasks, one task; and the fragments their scripts refresh."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from conveyor.dashboard import api
+from conveyor.dashboard.render import html
+from conveyor.dashboard.session import (
+    PREFIX,
+    forget_token,
+    keep_token,
+    safe_next,
+)
+from conveyor.errors import NotFound
+from conveyor.gateway.errors import BadRequest
+from conveyor.gateway.state import gateway_state
+from conveyor.store.records import Workspace
+
+
+async def signin_form(request: Request) -> Response:
+    return html("signin.html", next=safe_next(request.query_params.get("next")), error=None)
+
+
+async def signin(request: Request) -> Response:
+    form = await request.form()
+    token = str(form.get("token") or "").strip()
+    target = safe_next(str(form.get("next") or ""))
+    workspace = await gateway_state(request).store.authenticate(token) if token else None
+    if workspace is None:
+        return html("signin.html", 401, next=target, error="That token is not valid.")
+    response = RedirectResponse(target, 303)
+    keep_token(response, request, token)
+    return response
+
+
+async def signout(request: Request) -> Response:
+    response = RedirectResponse(f"{PREFIX}/signin", 303)
+    forget_token(response)
+    return response
+
+
+async def queues_page(request: Request, workspace: Workspace) -> Response:
+    return html("queues.html", workspace=workspace,
+                queues=await api.queue_list(request, workspace))
+
+
+async def queue_rows(request: Request, workspace: Workspace) -> Response:
+    return html("queue_rows.html", queues=await api.queue_list(request, workspace))
+
+
+async def tasks_page(request: Request, workspace: Workspace) -> Response:
+    params = request.query_params
+    # Checkboxes send one ``status`` per box; links carry the API's comma list.
+    status = ",".join(s for s in params.getlist("status") if s.strip()) or None
+    queue = params.get("queue") or None
+    cursor = params.get("cursor") or None
+    try:
+        page = await api.task_page(request, workspace, status, queue, cursor)
+        error = None
+    except BadRequest as exc:
+        page, error = {"data": [], "next_cursor": None}, str(exc)
+    chosen = {s.strip().upper().replace("ERROR", "FAILED") for s in (status or "").split(",")}
+    names = sorted({stub.name for stub in await gateway_state(request).store.list_stubs(
+        workspace.id)})
+    filters = {k: v for k, v in (("status", status), ("queue", queue)) if v}
+    next_url = (f"{PREFIX}/tasks?{urlencode({**filters, 'cursor': page['next_cursor']})}"
+                if page["next_cursor"] else None)
+    first_url = f"{PREFIX}/tasks?{urlencode(filters)}" if cursor else None
+    return html("tasks.html", 400 if error else 200, workspace=workspace, tasks=page["data"],
+                error=error, chosen=chosen, queue=queue, queue_names=names,
+                next_url=next_url, first_url=first_url)
+
+
+async def task_page(request: Request, workspace: Workspace) -> Response:
+    return await _task(request, workspace, "task.html")
+
+
+async def task_detail(request: Request, workspace: Workspace) -> Response:
+    return await _task(request, workspace, "task_detail.html")
+
+
+async def _task(request: Request, workspace: Workspace, template: str) -> Response:
+    task_id = request.path_params["task_id"]
+    try:
+        task = await api.task(request, workspace, task_id)
+    except NotFound:
+        return html("not_found.html", 404, workspace=workspace, task_id=task_id)
+    return html(template, workspace=workspace, task=task)

@@ -1,0 +1,31 @@
+"""Task queues the browser tests serve (loaded by ``conveyor serve``, not imported by tests)."""
+
+from __future__ import annotations
+
+import time
+
+from conveyor import Output, TaskContext, task_queue
+
+
+@task_queue(name="work", timeout=60, keep_warm_seconds=120)
+def work(seconds: float = 2.0, label: str = "", *, context: TaskContext) -> dict[str, str]:
+    time.sleep(seconds)
+    Output.from_bytes("report.txt", f"report {label} of {context.task_id}\n".encode()).save()
+    return {"label": label}
+
+
+@task_queue(name="slow", timeout=300, keep_warm_seconds=120)
+def slow(seconds: float = 120.0) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+@task_queue(name="backlog", timeout=300, keep_warm_seconds=120)
+def backlog(seconds: float = 120.0) -> str:
+    time.sleep(seconds)
+    return "slept"
+
+
+@task_queue(name="boom", timeout=60, max_retries=0, keep_warm_seconds=120)
+def boom(message: str = "bad input") -> None:
+    raise ValueError(message)

@@ -1,0 +1,149 @@
+"""The dashboard in headless Chromium against a real ``conveyor serve``: sign-in, live queue
+depth, live task statuses, cancel, outputs, errors. Each page's screenshot lands in
+``screenshots/`` (the README shows one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.browser.conftest import Server, screenshot
+
+
+def badge_is(page: Any, selector: str, status: str) -> None:
+    page.wait_for_function(
+        "([selector, status]) => document.querySelector(selector)?.textContent === status",
+        arg=[selector, status],
+    )
+
+
+def test_sign_in_rejects_a_wrong_token_and_sign_out_forgets_the_cookie(
+    browser: Any, server: Server
+) -> None:
+    context = browser.new_context(viewport={"width": 1100, "height": 700})
+    page = context.new_page()
+    page.goto(f"{server.url}/dashboard/tasks")
+    assert "/dashboard/signin" in page.url
+    screenshot(page, "signin.png")
+    page.fill("#token", "not-a-token")
+    page.click("button[type=submit]")
+    assert "not valid" in page.inner_text("[role=alert]")
+
+    page.fill("#token", server.token)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/dashboard/tasks")  # back where the sign-in began
+    (cookie,) = [c for c in context.cookies() if c["name"] == "conveyor_token"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # scripts never see the token
+
+    page.click("#signout")
+    page.wait_for_url("**/dashboard/signin")
+    page.goto(f"{server.url}/dashboard/")
+    assert "/dashboard/signin" in page.url
+    context.close()
+
+
+def test_queues_page_shows_depth_change_without_reload(page: Any, server: Server) -> None:
+    depth = "tr[data-queue=backlog] [data-field=queue_depth]"
+    assert page.inner_text(depth) == "0"
+    page.evaluate("window.notReloaded = true")
+    ids = [server.put("backlog", seconds=120) for _ in range(4)]
+    # One may have started; at least three wait.
+    page.wait_for_function(
+        "(s) => Number(document.querySelector(s).textContent) >= 3", arg=depth
+    )
+    screenshot(page, "queues.png")
+    server.cancel(*ids)
+    badge_is(page, depth, "0")
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_task_goes_pending_running_complete_live(browser: Any, page: Any, server: Server) -> None:
+    ahead = server.put("work", seconds=4, label="ahead")  # keeps the one container busy
+    watched = server.put("work", seconds=2, label="watched")
+    page.goto(f"{server.url}/dashboard/tasks?queue=work")
+    row = f"tr[data-task-id='{watched}'] [data-field=status]"
+    assert page.inner_text(row) == "PENDING"
+    detail = page.context.new_page()  # the task page watches the same task at the same time
+    detail.goto(f"{server.url}/dashboard/tasks/{watched}")
+    assert detail.inner_text("#task [data-field=status]") == "PENDING"
+    for tab in (page, detail):
+        tab.evaluate("window.notReloaded = true")
+
+    badge_is(page, row, "RUNNING")
+    badge_is(detail, "#task [data-field=status]", "RUNNING")
+    badge_is(page, row, "COMPLETE")
+    badge_is(detail, "#task [data-field=status]", "COMPLETE")
+    detail.wait_for_selector("#task a.output")  # the detail refreshed with the outputs
+    assert '"label": "watched"' in detail.inner_text("#result")
+    for tab in (page, detail):
+        assert tab.evaluate("window.notReloaded") is True
+    assert page.inner_text(f"tr[data-task-id='{ahead}'] [data-field=status]") == "COMPLETE"
+    screenshot(detail, "task.png")
+
+
+def test_cancel_button_cancels_a_running_task(page: Any, server: Server) -> None:
+    task_id = server.put("slow", seconds=120)
+    server.wait_status(task_id, "RUNNING")
+    page.goto(f"{server.url}/dashboard/tasks/{task_id}")
+    badge_is(page, "#task [data-field=status]", "RUNNING")
+    page.click("#cancel")
+    badge_is(page, "#task [data-field=status]", "CANCELLED")
+    page.wait_for_selector("#cancel", state="detached")  # no button on a terminal task
+    assert server.task(task_id)["status"] == "CANCELLED"
+
+
+def test_output_link_downloads_the_file(page: Any, server: Server) -> None:
+    task_id = server.put("work", seconds=0, label="file")
+    server.wait_status(task_id, "COMPLETE")
+    page.goto(f"{server.url}/dashboard/tasks/{task_id}")
+    link = page.locator("a.output", has_text="report.txt")
+    with page.expect_download() as download:
+        link.click()
+    path = download.value.path()
+    assert path is not None
+    with open(path, "rb") as file:
+        assert file.read() == f"report file of {task_id}\n".encode()
+    # The link is the API's signed URL: it works without any token or cookie.
+    assert httpx.get(link.get_attribute("href")).content.startswith(b"report file")
+
+
+def test_failed_task_shows_error_and_traceback(page: Any, server: Server) -> None:
+    task_id = server.put("boom", message="no such image")
+    server.wait_status(task_id, "FAILED")
+    page.goto(f"{server.url}/dashboard/tasks/{task_id}")
+    assert "ValueError: no such image" in page.inner_text(".error-box")
+    assert "Traceback" in page.inner_text(".traceback")
+    screenshot(page, "task_failed.png")
+
+
+def test_tasks_page_filters_and_paginates(page: Any, server: Server) -> None:
+    page.goto(f"{server.url}/dashboard/tasks")  # the earlier tests' tasks, all statuses
+    screenshot(page, "tasks.png")
+    response = httpx.post(f"{server.url}/taskqueue/boom/batch", headers=server.auth,
+                          json={"tasks": [{"message": f"m{i}"} for i in range(55)]})
+    ids = response.json()["task_ids"]
+    server.wait_status(ids[-1], "FAILED")
+
+    rows = "rows => rows.map(r => r.dataset.taskId)"
+    page.goto(f"{server.url}/dashboard/tasks?queue=boom&status=ERROR")
+    assert page.is_checked("input[name=status][value=FAILED]")
+    first = page.eval_on_selector_all("tr[data-task-id]", rows)
+    assert first == ids[::-1][:50]  # newest first, 50 a page
+    page.click("#next-page")
+    second = page.eval_on_selector_all("tr[data-task-id]", rows)
+    assert second[:5] == ids[::-1][50:]  # the API's cursor: no gap, no repeat
+    page.goto(f"{server.url}/dashboard/tasks?status=bogus")
+    assert "unknown status" in page.inner_text("[role=alert]")
+
+
+def test_dashboard_scripts_need_the_cookie(server: Server) -> None:
+    response = httpx.post(f"{server.url}/dashboard/live/cancel", json={"task_ids": []})
+    assert response.status_code == 401
+    signed_in = httpx.Client(base_url=server.url, cookies={"conveyor_token": server.token})
+    # A cross-site form cannot add the header, so cancel refuses without it.
+    assert signed_in.post("/dashboard/live/cancel", json={"task_ids": []}).status_code == 403
+    # The JSON API itself still wants a Bearer token: the cookie does not widen it.
+    assert signed_in.get("/v2/task/").status_code == 401
+
