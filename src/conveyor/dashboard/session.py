@@ -27,7 +27,7 @@ async def workspace_of(request: Request) -> Workspace | None:
     token = request.cookies.get(COOKIE)
     if not token:
         return None
-    return await gateway_state(request).store.authenticate(token)
+    return await gateway_state(request).authenticate(token)
 
 
 def keep_token(response: Response, request: Request, token: str) -> None:

@@ -64,9 +64,9 @@ async def _authenticate(request: Request, candidates_of: _Candidates) -> Workspa
     header = request.headers.get("authorization")
     if not header:
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
-    store = gateway_state(request).store
+    state = gateway_state(request)
     for token in candidates_of(header):
-        workspace = await store.authenticate(token)
+        workspace = await state.authenticate(token)
         if workspace is not None:
             return workspace
     raise Unauthorized("invalid token")
