@@ -1,0 +1,1 @@
+"""One adapter per system, all with the interface of ``base.Adapter``."""
