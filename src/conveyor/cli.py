@@ -46,7 +46,7 @@ EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
 app = typer.Typer(
     help="Conveyor: a self-hosted task queue for Python.\n\n"
     "Example: conveyor serve app.py:resize, then in another terminal:"
-    " conveyor put resize '{\"path\": \"a.png\"}' --wait",
+    ' conveyor put resize \'{"path": "a.png"}\' --wait',
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -158,7 +158,7 @@ def _client(url: str | None, token: str | None) -> Client:
             found_url, found_token = load_settings({ENV_URL: url or DEFAULT_URL})
         except NotConfigured:
             raise NotConfigured(
-                f"no token: pass --token, set {ENV_TOKEN} or put token = \"…\" in "
+                f'no token: pass --token, set {ENV_TOKEN} or put token = "…" in '
                 "~/.conveyor/config.toml"
             ) from None
     return Client(found_url, found_token)
@@ -246,17 +246,28 @@ def server_cmd(
 @app.command("worker")
 def worker_cmd(
     store: StoreOpt = DEFAULT_STORE,
+    cpus: Annotated[
+        float | None,
+        typer.Option(
+            "--cpus",
+            envvar="CONVEYOR_CPUS",
+            min=0.01,
+            help="CPUs to reserve for containers (each reserves its queue's cpu). "
+            "Default: no limit.",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run an agent on this machine for every deployed queue of the store.
 
-    Example: conveyor worker --store postgresql://postgres@db/conveyor
+    Example: conveyor worker --store postgresql://postgres@db/conveyor --cpus 8
     """
     _logging(verbose)
     out.print(f"conveyor worker (store {store.split('@')[-1]}); SIGTERM drains")
+    from conveyor.agent.agent import AgentSettings
     from conveyor.serve import run_worker
 
-    _run(run_worker(store_url=store))
+    _run(run_worker(store_url=store, settings=AgentSettings(cpu_capacity=cpus)))
 
 
 async def _create_token(store_url: str, workspace: str) -> str:
@@ -276,7 +287,8 @@ def token_create(
     workspace: Annotated[
         str | None,
         typer.Option(
-            "--workspace", "-w",
+            "--workspace",
+            "-w",
             help="Workspace name (created if needed); default: the one `conveyor serve` uses.",
             show_default=False,
         ),
@@ -360,7 +372,9 @@ def deploy_cmd(
             out.print(f"  url   {answer['url']}", highlight=False, soft_wrap=True)
             out.print(
                 "  try   " + render.curl_line(answer["url"], client.token or ""),
-                highlight=False, soft_wrap=True, markup=False,
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
             )
 
 

@@ -311,3 +311,21 @@ async def test_late_result_of_cancelled_attempt_is_not_recorded(harness: Harness
     view = await harness.wait(task_id)
     assert view.task.status is S.CANCELLED and view.task.result is None
     assert orjson.loads(view.stub.config)["name"] == "late"
+
+
+async def test_containers_reserve_cpu_within_the_agent_capacity(harness: Harness) -> None:
+    from conveyor.queue_config import AutoscalerConfig
+
+    source = "import time\n\ndef handler():\n    time.sleep(0.3)\n"
+    stub = await harness.queue(
+        "cpu_bound",
+        source,
+        cpu=1.5,
+        keep_warm_seconds=5,
+        autoscaler=AutoscalerConfig(max_containers=3, tasks_per_container=1),
+    )
+    await harness.start_agent([stub], cpu_capacity=2.0)  # room for one container of 1.5 CPU
+    ids = [await harness.put(stub) for _ in range(4)]
+    views = [await harness.wait(i) for i in ids]
+    assert all(v.task.status is S.COMPLETE for v in views)
+    assert len({v.task.container_id for v in views}) == 1

@@ -52,6 +52,9 @@ class AgentSettings:
     drain_grace_s: float = 10.0
     #: Wait after a container failed to start before trying again.
     start_retry_s: float = 5.0
+    #: CPUs this agent may reserve for containers (each reserves its queue's ``cpu``);
+    #: None: no limit (``conveyor worker --cpus`` sets it).
+    cpu_capacity: float | None = None
     #: Short tasks get a prefetched backlog per container, sized to be worked off within this.
     prefetch_budget_s: float = 0.05
     code_cache: Path = Path(".conveyor/code")
@@ -165,7 +168,8 @@ class Agent:
             if desired > len(live) and now >= runtime.start_not_before:
                 total = await self.store.active_containers(stub_id, now)
                 for _ in range(max(0, desired - max(len(live), total))):
-                    self._spawn_container(runtime, now)
+                    if self._spawn_container(runtime, now) is None:
+                        break
             elif len(live) > desired:
                 keep = runtime.config.keep_warm_seconds
                 for container in live[desired:]:
@@ -173,7 +177,27 @@ class Agent:
                     if quiet and now - container.last_active >= keep:
                         self._background(self._stop_container(runtime, container))
 
-    def _spawn_container(self, runtime: StubRuntime, now: float) -> Container:
+    def _spawn_container(self, runtime: StubRuntime, now: float) -> Container | None:
+        """Start a container unless its ``cpu`` does not fit in what is left to reserve."""
+        capacity = self.settings.cpu_capacity
+        reserved = 0.0 if capacity is None else sum(
+            r.config.cpu * sum(1 for c in r.containers.values() if not c.stopping)
+            for r in self.stubs.values()
+        )
+        if capacity is not None and reserved + runtime.config.cpu > capacity + 1e-9:
+            if not runtime.cpu_starved:
+                log.warning(
+                    "not starting another container for %s: it reserves %.2g CPU and %.2g of "
+                    "%.2g are reserved",
+                    runtime.stub.name,
+                    runtime.config.cpu,
+                    reserved,
+                    capacity,
+                    extra={"action": "cpu_exhausted"},
+                )
+            runtime.cpu_starved = True
+            return None
+        runtime.cpu_starved = False
         container = Container(new_container_id(runtime.stub.id), runtime.stub.id, last_active=now)
         runtime.containers[container.id] = container
         self._background(self._start_container(runtime, container))

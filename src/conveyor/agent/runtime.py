@@ -60,6 +60,8 @@ class StubRuntime:
     maybe_work: bool = True
     #: No container start before this time (after a start failure).
     start_not_before: float = 0.0
+    #: The last container start was refused for lack of CPU (logged once per episode).
+    cpu_starved: bool = False
     #: Moving average of recent attempt durations (seconds), None before the first.
     avg_duration_s: float | None = None
 
