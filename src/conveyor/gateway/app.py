@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
@@ -36,6 +35,7 @@ from conveyor.gateway.openapi import (
     clean_openapi,
     responses,
 )
+from conveyor.gateway.plain_route import GatewayRoute, PlainRoute
 from conveyor.gateway.responses import OrjsonResponse
 from conveyor.gateway.schemas import (
     CancelOut,
@@ -89,13 +89,17 @@ def _route(
     auth: dict[str, Any] | None = _AUTHED,
     response_class: type[Response] = OrjsonResponse,
     media_type: str = "application/json",
-) -> APIRoute:
+    plain: bool = False,
+    name: str | None = None,
+) -> GatewayRoute:
+    """One documented route; ``plain`` serves it as a ``PlainRoute`` (hot paths)."""
     extra: dict[str, Any] = dict(auth or {})
     if body is not None:
         extra["requestBody"] = body
-    return APIRoute(
+    return (PlainRoute if plain else GatewayRoute)(
         path,
         endpoint,
+        name=name,
         methods=[method],
         summary=summary,
         response_model=None,
@@ -162,33 +166,33 @@ routes: list[BaseRoute] = [
     # -- invocation ----------------------------------------------------------------------
     _route("/taskqueue/public/{stub_id}", bind(one, public_stub), "POST",
            "Enqueue a task on a public queue (no token)", TaskIdOut, _ENQUEUE,
-           body=ENQUEUE_BODY, auth=None),
+           body=ENQUEUE_BODY, auth=None, plain=True),
     _route("/taskqueue/id/{stub_id}/batch", bind(batch, stub_by_id), "POST",
            "Enqueue tasks on a stub, all or nothing", TaskIdsOut, _ENQUEUE,
-           body=BATCH_BODY, auth=_INVOKE_AUTH),
+           body=BATCH_BODY, auth=_INVOKE_AUTH, plain=True),
     _route("/taskqueue/id/{stub_id}/warmup", bind(warmup, stub_by_id), "POST",
-           "Start a container for a stub", EmptyOut, _ENQUEUE, auth=_INVOKE_AUTH),
+           "Start a container for a stub", EmptyOut, _ENQUEUE, auth=_INVOKE_AUTH, plain=True),
     _route("/taskqueue/id/{stub_id}", bind(one, stub_by_id), "POST",
            "Enqueue a task on a stub", TaskIdOut, _ENQUEUE,
-           body=ENQUEUE_BODY, auth=_INVOKE_AUTH),
+           body=ENQUEUE_BODY, auth=_INVOKE_AUTH, plain=True),
     _route("/taskqueue/{name}/batch", bind(batch, latest_stub), "POST",
            "Enqueue tasks on a queue's latest version, all or nothing", TaskIdsOut, _ENQUEUE,
-           body=BATCH_BODY, auth=_INVOKE_AUTH),
+           body=BATCH_BODY, auth=_INVOKE_AUTH, plain=True),
     _route("/taskqueue/{name}/warmup", bind(warmup, latest_stub), "POST",
            "Start a container for a queue's latest version", EmptyOut, _ENQUEUE,
-           auth=_INVOKE_AUTH),
+           auth=_INVOKE_AUTH, plain=True),
     _route("/taskqueue/{name}/{version}/batch", bind(batch, versioned_stub), "POST",
            "Enqueue tasks on a queue version (latest or vN), all or nothing", TaskIdsOut,
-           _ENQUEUE, body=BATCH_BODY, auth=_INVOKE_AUTH),
+           _ENQUEUE, body=BATCH_BODY, auth=_INVOKE_AUTH, plain=True),
     _route("/taskqueue/{name}/{version}/warmup", bind(warmup, versioned_stub), "POST",
            "Start a container for a queue version (latest or vN)", EmptyOut, _ENQUEUE,
-           auth=_INVOKE_AUTH),
+           auth=_INVOKE_AUTH, plain=True),
     _route("/taskqueue/{name}/{version}", bind(one, versioned_stub), "POST",
            "Enqueue a task on a queue version (latest or vN)", TaskIdOut, _ENQUEUE,
-           body=ENQUEUE_BODY, auth=_INVOKE_AUTH),
+           body=ENQUEUE_BODY, auth=_INVOKE_AUTH, plain=True),
     _route("/taskqueue/{name}", bind(one, latest_stub), "POST",
            "Enqueue a task on a queue's latest version", TaskIdOut, _ENQUEUE,
-           body=ENQUEUE_BODY, auth=_INVOKE_AUTH),
+           body=ENQUEUE_BODY, auth=_INVOKE_AUTH, plain=True),
     # -- tasks ---------------------------------------------------------------------------
     _route("/v2/task/cancel/", task_routes.cancel_tasks, "DELETE",
            "Cancel tasks", CancelOut, (400, 401), body=CANCEL_BODY),
@@ -205,10 +209,10 @@ routes: list[BaseRoute] = [
     _route("/v2/task/{task_id}/subscribe", sse.subscribe_task, "GET",
            "Stream status changes as server-sent events", None, _READ,
            response_class=StreamingResponse, media_type="text/event-stream"),
-    _route("/v2/task/{task_id}/", task_routes.get_task, "GET",
-           "Task status", TaskOut, _READ),
-    _route("/v2/task/{task_id}", task_routes.get_task, "GET",
-           "Task status", TaskOut, _READ, hidden=True),
+    _route("/v2/task/{task_id}/", task_routes.task_status, "GET",
+           "Task status", TaskOut, _READ, plain=True, name="get_task"),
+    _route("/v2/task/{task_id}", task_routes.task_status, "GET",
+           "Task status", TaskOut, _READ, hidden=True, plain=True, name="get_task"),
     # -- outputs, queues, deployments ----------------------------------------------------
     _route("/v2/output/{output_id}/{name}", outputs.download_output, "GET",
            "Download an output file (signed link, or a token)", None, (403, 404),

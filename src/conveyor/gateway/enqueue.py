@@ -13,7 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import Depends, Request
+from starlette.requests import Request
+from starlette.responses import Response
 
 from conveyor.errors import NotFound
 from conveyor.gateway.auth import invocation_workspace
@@ -26,7 +27,7 @@ from conveyor.store.records import NewTask, Stub, Workspace
 _VERSION = re.compile(r"v(\d{1,9})")
 DEFAULT_MAX_PENDING = 100
 
-StubResolver = Callable[..., Awaitable[Stub]]
+StubResolver = Callable[[Request], Awaitable[Stub]]
 Action = Callable[[Request, Stub], Awaitable[OrjsonResponse]]
 
 
@@ -74,18 +75,14 @@ def _is_http_url(value: object) -> bool:
 # -- which stub a route addresses --------------------------------------------------------------
 
 
-async def latest_stub(
-    request: Request, name: str, workspace: Workspace = Depends(invocation_workspace)  # noqa: B008
-) -> Stub:
-    return await _resolve(request, workspace, name, None)
+async def latest_stub(request: Request) -> Stub:
+    workspace = await invocation_workspace(request)
+    return await _resolve(request, workspace, request.path_params["name"], None)
 
 
-async def versioned_stub(
-    request: Request,
-    name: str,
-    version: str,
-    workspace: Workspace = Depends(invocation_workspace),  # noqa: B008
-) -> Stub:
+async def versioned_stub(request: Request) -> Stub:
+    workspace = await invocation_workspace(request)
+    name, version = request.path_params["name"], request.path_params["version"]
     if version == "latest":
         return await _resolve(request, workspace, name, None)
     match = _VERSION.fullmatch(version)
@@ -94,18 +91,17 @@ async def versioned_stub(
     return await _resolve(request, workspace, name, int(match.group(1)))
 
 
-async def stub_by_id(
-    request: Request,
-    stub_id: str,
-    workspace: Workspace = Depends(invocation_workspace),  # noqa: B008
-) -> Stub:
+async def stub_by_id(request: Request) -> Stub:
+    workspace = await invocation_workspace(request)
+    stub_id = request.path_params["stub_id"]
     stub = await gateway_state(request).store.get_stub(stub_id)
     if stub is None or stub.workspace_id != workspace.id:
         raise NotFound(f"unknown stub {stub_id!r}")
     return stub
 
 
-async def public_stub(request: Request, stub_id: str) -> Stub:
+async def public_stub(request: Request) -> Stub:
+    stub_id = request.path_params["stub_id"]
     stub = await gateway_state(request).store.get_stub(stub_id)
     if stub is None:
         raise NotFound(f"unknown stub {stub_id!r}")
@@ -170,11 +166,12 @@ def _max_pending(config: Mapping[str, Any]) -> int:
     return value if isinstance(value, int) else DEFAULT_MAX_PENDING
 
 
-def bind(action: Action, resolver: StubResolver) -> Callable[..., Awaitable[OrjsonResponse]]:
-    """An endpoint that resolves the stub with ``resolver`` and runs ``action`` on it."""
+def bind(action: Action, resolver: StubResolver) -> Callable[[Request], Awaitable[Response]]:
+    """A plain endpoint (see ``PlainRoute``) that resolves the stub with ``resolver`` and runs
+    ``action`` on it."""
 
-    async def endpoint(request: Request, stub: Stub = Depends(resolver)) -> OrjsonResponse:  # noqa: B008
-        return await action(request, stub)
+    async def endpoint(request: Request) -> Response:
+        return await action(request, await resolver(request))
 
     endpoint.__name__ = f"{action.__name__}_{resolver.__name__}"
     return endpoint

@@ -39,6 +39,13 @@ async def get_task(
     return OrjsonResponse(render_task(state, request, view))
 
 
+# get_task as a plain endpoint (see PlainRoute) for the hot status route. No docstring: it
+# would become the route's OpenAPI description.
+async def task_status(request: Request) -> OrjsonResponse:
+    workspace = await require_workspace(request)
+    return await get_task(request, request.path_params["task_id"], workspace)
+
+
 async def list_tasks(
     request: Request,
     status: str | None = None,
