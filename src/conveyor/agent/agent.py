@@ -175,14 +175,19 @@ class Agent:
                 for container in live[desired:]:
                     quiet = not container.busy_workers() and not container.backlog
                     if quiet and now - container.last_active >= keep:
+                        container.stopping = True  # at once: dispatch must not feed it now
                         self._background(self._stop_container(runtime, container))
 
     def _spawn_container(self, runtime: StubRuntime, now: float) -> Container | None:
         """Start a container unless its ``cpu`` does not fit in what is left to reserve."""
         capacity = self.settings.cpu_capacity
-        reserved = 0.0 if capacity is None else sum(
-            r.config.cpu * sum(1 for c in r.containers.values() if not c.stopping)
-            for r in self.stubs.values()
+        reserved = (
+            0.0
+            if capacity is None
+            else sum(
+                r.config.cpu * sum(1 for c in r.containers.values() if not c.stopping)
+                for r in self.stubs.values()
+            )
         )
         if capacity is not None and reserved + runtime.config.cpu > capacity + 1e-9:
             if not runtime.cpu_starved:
@@ -303,15 +308,17 @@ class Agent:
                 await asyncio.sleep(self.settings.poll_s)
 
     async def dispatch(self, now: float) -> int:
-        """Claim tasks for idle workers (plus a backlog for short tasks); return how many."""
-        sent = 0
+        """Feed every container's backlog to its idle workers, then claim tasks for the idle
+        workers (plus a backlog for short tasks) of stubs that may have work; return how many
+        were claimed."""
+        claimed = 0
         for runtime in list(self.stubs.values()):
+            containers = [c for c in runtime.containers.values() if not c.stopping]
+            for container in containers:  # before any claim: a short claim ends the round
+                self._feed(container, now)
             if not runtime.maybe_work:
                 continue
-            for container in list(runtime.containers.values()):
-                if container.stopping:
-                    continue
-                self._feed(container, now)
+            for container in containers:
                 idle = len(container.idle_workers())
                 depth = runtime.prefetch(len(container.workers), self.settings.prefetch_budget_s)
                 # Refill the backlog only once it is half used: fewer, larger claims.
@@ -324,13 +331,17 @@ class Agent:
                 tasks = await self.store.claim(
                     runtime.stub.id, container.id, want, self.settings.lease_s, now
                 )
+                claimed += len(tasks)
+                if container.stopping or container.id not in runtime.containers:
+                    # Stopped while the claim was in flight: give the tasks straight back.
+                    await self.store.release([(t.id, t.fence) for t in tasks])
+                    continue
                 container.backlog.extend(tasks)
-                sent += len(tasks)
                 self._feed(container, now)
                 if len(tasks) < want:
                     runtime.maybe_work = False
                     break
-        return sent
+        return claimed
 
     def _feed(self, container: Container, now: float) -> None:
         """Give backlog tasks to idle workers."""

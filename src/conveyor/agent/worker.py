@@ -182,8 +182,9 @@ class WorkerProcess:
             current = self.current
             if current is None or current.task_id != message.get("task_id"):
                 return
-            if self.kill_reason is not None:
+            if self.kill_reason not in (None, KillReason.STOP):
                 return  # a killed attempt's last words are not recorded
+            # (a graceful stop lets the running task finish, and its result counts)
             self.current = None
             self.state = WorkerState.IDLE
             self.idle_since = time.time()
