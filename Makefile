@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: install serve test lint bench
+.PHONY: install serve test lint bench faults
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not faults"
+
+# The fault-injection suite (tests/faults/, several minutes; see docs/reliability.md).
+faults: install
+	$(BIN)/pytest -q -m faults -rA
 
 bench: install
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/store_bench.py --backend all
+	$(BIN)/python bench/exec_bench.py --backend all
+	$(BIN)/python bench/gateway_bench.py

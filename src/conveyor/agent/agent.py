@@ -110,6 +110,7 @@ class Agent:
         if self._due("stubs", now, s.stubs_refresh_s):
             await self.refresh_stubs()
         self._enforce_timeouts(now)
+        await self._release_stranded()
         if self._due("memory", now, s.memory_check_s):
             self._enforce_memory()
         if self._due("heartbeat", now, s.heartbeat_s):
@@ -253,6 +254,9 @@ class Agent:
         )
         container.workers.append(worker)
         ok = await worker.start()
+        if ok and container.stopping:  # the container was stopped while this one started
+            await worker.stop()
+            return False
         if not ok and not (container.stopping or self._draining):
             message = (worker.init_error or {}).get("message", "worker process did not start")
             log.error(
@@ -487,6 +491,17 @@ class Agent:
                 error=orjson.dumps(error).decode(),
             )
         )
+
+    async def _release_stranded(self) -> None:
+        """Give back the backlog of a container left without worker processes: its heartbeat
+        would otherwise renew those leases while nothing can ever run them."""
+        for runtime in self.stubs.values():
+            for container in list(runtime.containers.values()):
+                if container.backlog and not container.workers and not container.stopping:
+                    held = [(t.id, t.fence) for t in container.backlog]
+                    container.backlog.clear()
+                    with contextlib.suppress(StoreError):
+                        await self.store.release(held)
 
     def _enforce_memory(self) -> None:
         for worker in self._workers():

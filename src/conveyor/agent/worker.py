@@ -98,7 +98,10 @@ class WorkerProcess:
             await asyncio.wait_for(self._ready.wait(), START_TIMEOUT_S)
         if self.state is WorkerState.IDLE:
             return True
-        await self.kill(KillReason.STOP)
+        if self.proc.returncode is None:  # still importing after START_TIMEOUT_S
+            await self.kill(KillReason.STOP)
+        # A process that died while starting is reported through ``on_exit`` like any crash,
+        # so the container replaces it.
         return False
 
     def run(self, task: TaskRecord, now: float) -> None:

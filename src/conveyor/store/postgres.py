@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from conveyor import clock
@@ -54,6 +55,20 @@ def _translate(exc: Exception) -> StoreError:
     return StoreError(f"PostgreSQL error: {exc}")
 
 
+#: Connection settings that bound how long a vanished client (a lost machine, a network
+#: cut) can hold row locks: the server aborts a transaction left idle for 30 s and notices a
+#: dead peer within ~11 s; the client side notices a dead server as fast. Without this, a
+#: partitioned agent's open transaction hides its rows from every ``SKIP LOCKED`` sweep.
+SESSION = {
+    "options": "-c idle_in_transaction_session_timeout=30000 -c tcp_keepalives_idle=5"
+    " -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+}
+
+
 class _Tx:
     def __init__(self, cur: psycopg.AsyncCursor[Row]) -> None:
         self._cur = cur
@@ -84,6 +99,7 @@ class PostgresDriver:
 
     def __init__(self, url: str, *, max_connections: int = 10) -> None:
         self.url = url
+        self._conninfo = make_conninfo(url, **SESSION)
         self._max_connections = max_connections
         self._pool: AsyncConnectionPool | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -94,7 +110,7 @@ class PostgresDriver:
         if self._pool is not None:
             return
         pool = AsyncConnectionPool(
-            self.url,
+            self._conninfo,
             min_size=1,
             max_size=self._max_connections,
             kwargs={"autocommit": True},
@@ -145,7 +161,7 @@ class PostgresDriver:
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self.url, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S)
+                    self._conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S)
                 )
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
