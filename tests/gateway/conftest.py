@@ -6,7 +6,6 @@ import io
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +14,6 @@ import pytest
 from conveyor.gateway.app import create_app
 from conveyor.gateway.settings import GatewaySettings
 from conveyor.queue_config import QueueConfig
-from conveyor.store import open_store
 from conveyor.store.base import Store
 from conveyor.store.records import Outcome, Stub, TaskRecord, Workspace
 from conveyor.tasks import TaskStatus
@@ -59,36 +57,19 @@ async def finish(
     assert applied
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every gateway test runs on both backends (PostgreSQL skipped locally if absent)."""
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    return f"sqlite:///{tmp_path / 'conveyor.db'}"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    store = open_store(store_url)
-    await store.open()
-    yield store
-    await store.close()
-
-
-async def _tenant(store: Store, name: str) -> Tenant:
+async def tenant(store: Store, name: str) -> Tenant:
     workspace = await store.ensure_workspace(name)
     return Tenant(workspace, await store.create_token(workspace.id))
 
 
 @pytest.fixture
 async def alice(store: Store) -> Tenant:
-    return await _tenant(store, "alice")
+    return await tenant(store, "alice")
 
 
 @pytest.fixture
 async def bob(store: Store) -> Tenant:
-    return await _tenant(store, "bob")
+    return await tenant(store, "bob")
 
 
 @pytest.fixture

@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from conveyor.gateway.app import create_app
 from conveyor.gateway.settings import GatewaySettings
-from conveyor.store import open_store
 from conveyor.store.base import Store
-from tests.gateway.conftest import BASE, SECRET, Tenant
+from tests.gateway.conftest import BASE, SECRET, Tenant, tenant
 
 MAX_BODY = 64 * 1024
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        url: str = request.getfixturevalue("pg_url")
-        return url
-    return f"sqlite:///{tmp_path / 'conveyor.db'}"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    store = open_store(store_url)
-    await store.open()
-    yield store
-    await store.close()
-
-
-async def tenant(store: Store, name: str) -> Tenant:
-    workspace = await store.ensure_workspace(name)
-    return Tenant(workspace, await store.create_token(workspace.id))
 
 
 @pytest.fixture
