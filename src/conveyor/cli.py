@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 # The gateway, agent and store modules are imported by the commands that run them: the
 # client commands start several times faster without them.
+
+T = TypeVar("T")
 
 DEFAULT_STORE = "sqlite:///.conveyor/conveyor.db"
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -141,10 +143,11 @@ def _reported() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine; a conveyor error becomes one line on stderr and exit code 1."""
     with _reported():
-        asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)
+    raise AssertionError("unreachable: _reported exits on errors")
 
 
 def _client(url: str | None, token: str | None) -> Client:
@@ -302,14 +305,9 @@ def token_create(
     from conveyor.serve import DEFAULT_WORKSPACE
 
     workspace = workspace or DEFAULT_WORKSPACE
-    result: list[str] = []
-
-    async def go() -> None:
-        result.append(await _create_token(store, workspace))
-
-    _run(go())
+    token = _run(_create_token(store, workspace))
     out.print(f"token for workspace {workspace}:", highlight=False)
-    print(result[0])
+    print(token)
 
 
 @workspace_app.command("create")
@@ -321,14 +319,9 @@ def workspace_create(
 
     Example: conveyor workspace create acme
     """
-    result: list[str] = []
-
-    async def go() -> None:
-        result.append(await _create_token(store, name))
-
-    _run(go())
+    token = _run(_create_token(store, name))
     out.print(f"workspace {name} ready; token:", highlight=False)
-    print(result[0])
+    print(token)
 
 
 # -- talking to a gateway -------------------------------------------------------------------
