@@ -7,7 +7,7 @@ import contextlib
 import logging
 import secrets
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,11 +69,19 @@ async def register_targets(store: Store, workspace_id: str, specs: Sequence[str]
     return stubs
 
 
-async def _until_signalled(stop: asyncio.Event) -> None:
+@contextlib.asynccontextmanager
+async def _opened(store_url: str, stop: asyncio.Event) -> AsyncIterator[Store]:
+    """The opened store, closed on exit; SIGINT and SIGTERM set ``stop`` meanwhile."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    store = open_store(store_url)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 class _Server(uvicorn.Server):
@@ -110,10 +118,7 @@ async def serve(
 ) -> None:
     """Gateway + agent + callback sender on one store, in this process."""
     stop = stop or asyncio.Event()
-    await _until_signalled(stop)
-    store = open_store(store_url)
-    await store.open()
-    try:
+    async with _opened(store_url, stop) as store:
         workspace = await store.ensure_workspace(DEFAULT_WORKSPACE)
         folder = sqlite_folder(store_url)
         token = await ensure_token(store, workspace.id, token, folder / "token")
@@ -129,8 +134,6 @@ async def serve(
             agent.run(stop),
             on_started=lambda: _announce(on_ready, host, port, token, stubs),
         )
-    finally:
-        await store.close()
 
 
 async def run_server(
@@ -138,14 +141,9 @@ async def run_server(
 ) -> None:
     """Gateway (and callback sender) only: for production, any store URL."""
     stop = stop or asyncio.Event()
-    await _until_signalled(stop)
-    store = open_store(store_url)
-    await store.open()
-    try:
+    async with _opened(store_url, stop) as store:
         app = create_app(store, GatewaySettings(), deliver_callbacks=True)
         await _run_together(stop, _uvicorn(app, host, port))
-    finally:
-        await store.close()
 
 
 async def run_worker(
@@ -153,13 +151,8 @@ async def run_worker(
 ) -> None:
     """An agent on this machine for every deployed stub of the store."""
     stop = stop or asyncio.Event()
-    await _until_signalled(stop)
-    store = open_store(store_url)
-    await store.open()
-    try:
+    async with _opened(store_url, stop) as store:
         await Agent(store, settings).run(stop)
-    finally:
-        await store.close()
 
 
 async def _run_together(
