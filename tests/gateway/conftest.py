@@ -25,7 +25,9 @@ BASE = "http://gateway.test"
 def code_bundle() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:
-        bundle.writestr("app.py", "def handler(x=None):\n    return x\n")
+        # A fixed timestamp: two builds are byte-identical, whatever second they run in.
+        member = zipfile.ZipInfo("app.py", date_time=(2026, 1, 1, 0, 0, 0))
+        bundle.writestr(member, "def handler(x=None):\n    return x\n")
     return buffer.getvalue()
 
 
