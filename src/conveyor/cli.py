@@ -7,7 +7,6 @@ commands talk to a gateway through ``conveyor.client.Client`` and show answers w
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import sys
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import typer
+import uvloop
 from rich.console import Console
 
 from conveyor import cli_render as render
@@ -144,9 +144,9 @@ def _reported() -> Iterator[None]:
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; a conveyor error becomes one line on stderr and exit code 1."""
+    """Run a coroutine on uvloop; a conveyor error becomes one line on stderr and exit code 1."""
     with _reported():
-        return asyncio.run(coro)
+        return uvloop.run(coro)
     raise AssertionError("unreachable: _reported exits on errors")
 
 

@@ -23,14 +23,14 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from conveyor import clock
-from conveyor.errors import NotFound, OutputTooLarge, PendingLimitExceeded, StoreError
+from conveyor.errors import NotFound, OutputTooLarge, StoreError
 from conveyor.policy import backoff_s, should_retry
 from conveyor.store.base import (
     CONTAINER_STALE_S,
     DEFAULT_MAX_OUTPUT_BYTES,
-    IDEMPOTENCY_WINDOW_S,
     Subscription,
 )
+from conveyor.store.enqueues import Enqueuer
 from conveyor.store.records import (
     DEPLOYMENT,
     SERVE,
@@ -227,6 +227,7 @@ class SqlStore:
         d = driver.dialect
         self._skip_locked = d.skip_locked
         self._for_update = d.for_update
+        self._enqueuer = Enqueuer(driver, d.for_update)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -424,92 +425,7 @@ class SqlStore:
     ) -> list[str]:
         if not tasks:
             return []
-        t = _now_us(now)
-        config = stub.config_dict()
-        ttl_s = float(config.get("ttl", 7200))
-        policy = (
-            int(config.get("max_retries", 3)),
-            float(config.get("timeout", 3600)),
-            ttl_s,
-            float(config.get("retry_backoff", 0)),
-        )
-        default_callback = config.get("callback_url")
-        expires_at = t + clock.to_us(ttl_s)
-
-        async def op(tx: Tx) -> list[str]:
-            # Locks the stub row (PostgreSQL) so the in-flight count below cannot go stale.
-            if not await tx.execute(f"SELECT id FROM stubs WHERE id = ?{self._for_update}",
-                                    [stub.id]):
-                raise NotFound(f"stub {stub.id} not found")
-            ids, create = await self._reserve_ids(tx, stub.workspace_id, tasks, t)
-            if create:
-                rows = await tx.execute(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE stub_id = ?"
-                    f" AND status IN {sql_list(IN_FLIGHT)} LIMIT ?) AS q",
-                    [stub.id, max_pending],
-                )
-                if int(rows[0][0]) + len(create) > max_pending:
-                    raise PendingLimitExceeded(max_pending)
-                await tx.executemany(
-                    "INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url,"
-                    " max_retries, timeout_s, ttl_s, retry_backoff_s, created_at, updated_at,"
-                    " runnable_at, expires_at) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?,"
-                    " ?, ?)",
-                    [
-                        (ids[i], stub.workspace_id, stub.id, tasks[i].payload,
-                         tasks[i].callback_url or default_callback, *policy, t, t, t, expires_at)
-                        for i in create
-                    ],
-                )
-                tx.emit(Event("enqueued", stub.id))
-            return ids
-
-        return await self.driver.write(op)
-
-    async def _reserve_ids(
-        self, tx: Tx, workspace_id: str, tasks: Sequence[NewTask], t: int
-    ) -> tuple[list[str], list[int]]:
-        """Ids for ``tasks`` (earlier ones for live idempotency keys) and the indexes to create."""
-        ids = [str(uuid.uuid4()) for _ in tasks]
-        first: dict[str, int] = {}
-        create: list[int] = []
-        for i, new in enumerate(tasks):
-            key = new.idempotency_key
-            if key is None:
-                create.append(i)
-            elif key in first:
-                ids[i] = ids[first[key]]
-            else:
-                first[key] = i
-        if not first:
-            return ids, create
-        cutoff = t - clock.to_us(IDEMPOTENCY_WINDOW_S)
-        # A key is ours when the insert (or the takeover of an expired key) returns a row.
-        taken = await tx.execute_each(
-            "INSERT INTO idempotency_keys (workspace_id, key, task_id, created_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, key) DO UPDATE"
-            " SET task_id = excluded.task_id, created_at = excluded.created_at"
-            " WHERE idempotency_keys.created_at <= ? RETURNING task_id",
-            [(workspace_id, key, ids[i], t, cutoff) for key, i in first.items()],
-        )
-        lost = [key for key, result in zip(first, taken, strict=True) if not result]
-        if lost:
-            rows = await tx.execute(
-                "SELECT key, task_id FROM idempotency_keys WHERE workspace_id = ?"
-                f" AND key IN {_in(len(lost))}",
-                [workspace_id, *lost],
-            )
-            existing: dict[str, str] = {row[0]: row[1] for row in rows}
-            for key in lost:
-                ids[first[key]] = existing[key]
-        for i, new in enumerate(tasks):
-            key = new.idempotency_key
-            if key is not None:
-                ids[i] = ids[first[key]]
-                if first[key] == i and key not in lost:
-                    create.append(i)
-        create.sort()
-        return ids, create
+        return await self._enqueuer.enqueue(stub, tasks, max_pending, _now_us(now))
 
     async def claim(
         self, stub_id: str, container_id: str, limit: int, lease_s: float, now: float | None = None

@@ -1,0 +1,98 @@
+"""Enqueue calls that arrive together share a transaction, and still succeed or fail alone."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from conveyor.errors import NotFound, PendingLimitExceeded, StoreUnavailable
+from conveyor.store.base import Store
+from conveyor.store.records import NewTask, Stub, TaskFilter, Workspace
+from conveyor.store.sql import SqlStore
+
+
+def count_transactions(store: Store) -> list[int]:
+    """Wrap the store's real driver so every write transaction is counted."""
+    assert isinstance(store, SqlStore)
+    driver = store.driver
+    real = driver.write
+    count = [0]
+
+    async def write(fn: Callable[[Any], Awaitable[Any]]) -> Any:
+        count[0] += 1
+        return await real(fn)
+
+    driver.write = write  # type: ignore[method-assign]
+    return count
+
+
+async def settle(calls: list[Awaitable[list[str]]]) -> list[list[str] | BaseException]:
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_concurrent_enqueues_share_transactions(
+    store: Store, stub: Stub, ws: Workspace
+) -> None:
+    transactions = count_transactions(store)
+    results = await settle([store.enqueue(stub, [NewTask(f'{{"n": {i}}}')], 1000)
+                            for i in range(50)])
+    assert all(isinstance(r, list) and len(r) == 1 for r in results)
+    assert transactions[0] < 10  # one alone, then the 49 that waited meanwhile
+    page, _ = await store.list_tasks(ws.id, TaskFilter(), limit=100)
+    assert len(page) == 50
+    # In the order the calls were made (newest first in the listing).
+    assert [v.task.payload for v in reversed(page)] == [f'{{"n": {i}}}' for i in range(50)]
+
+
+async def test_a_call_over_the_limit_fails_alone(store: Store, stub: Stub, ws: Workspace) -> None:
+    await store.enqueue(stub, [NewTask("{}")] * 3, max_pending=5)
+    results = await settle([
+        store.enqueue(stub, [NewTask("{}")], 5),
+        store.enqueue(stub, [NewTask("{}")] * 3, 5),  # 3 + 1 + 3 > 5
+        store.enqueue(stub, [NewTask("{}")], 5),
+    ])
+    assert isinstance(results[0], list)
+    assert isinstance(results[1], PendingLimitExceeded)
+    assert isinstance(results[2], list)
+    page, _ = await store.list_tasks(ws.id, TaskFilter(), limit=100)
+    assert len(page) == 5
+
+
+async def test_a_refused_call_releases_its_idempotency_key(
+    store: Store, stub: Stub, ws: Workspace
+) -> None:
+    results = await settle([
+        store.enqueue(stub, [NewTask("{}")] * 2, 2),
+        store.enqueue(stub, [NewTask("{}", idempotency_key="k")], 2),  # over the limit
+    ])
+    assert isinstance(results[1], PendingLimitExceeded)
+    # The key was rolled back with the refused call: it now makes a new task.
+    (again,) = await store.enqueue(stub, [NewTask("{}", idempotency_key="k")], 10)
+    view = await store.get_task(again)
+    assert view is not None
+    page, _ = await store.list_tasks(ws.id, TaskFilter(), limit=100)
+    assert len(page) == 3
+
+
+async def test_a_call_for_a_missing_stub_fails_alone(store: Store, stub: Stub) -> None:
+    gone = dataclasses.replace(stub, id=str(uuid.uuid4()))
+    results = await settle([
+        store.enqueue(stub, [NewTask("{}")], 10),
+        store.enqueue(gone, [NewTask("{}")], 10),
+        store.enqueue(stub, [NewTask("{}")], 10),
+    ])
+    assert isinstance(results[0], list) and isinstance(results[2], list)
+    assert isinstance(results[1], NotFound)
+
+
+async def test_a_failed_transaction_fails_every_call_in_it(store: Store, stub: Stub) -> None:
+    await store.close()
+    results = await settle([store.enqueue(stub, [NewTask("{}")], 10) for _ in range(3)])
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+    with pytest.raises(StoreUnavailable):
+        await store.enqueue(stub, [NewTask("{}")], 10)
