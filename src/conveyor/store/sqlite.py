@@ -1,4 +1,4 @@
-"""SQLite driver: stdlib ``sqlite3``, a writer thread and a reader thread.
+"""SQLite driver: stdlib ``sqlite3``, a writer thread and a reader thread (``Lane``s).
 
 A whole transaction runs on its thread in one hop: the shared SQL code is written as
 coroutines for PostgreSQL, but against SQLite its ``await tx.…`` calls never suspend, so
@@ -18,7 +18,6 @@ import sqlite3
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -27,6 +26,7 @@ from conveyor import clock
 from conveyor.errors import StoreError, StoreUnavailable
 from conveyor.store.base import Subscription
 from conveyor.store.events import Broadcaster
+from conveyor.store.lane import Lane, LaneClosed
 from conveyor.store.records import Event
 from conveyor.store.sql import Dialect, Migration, Row
 
@@ -102,8 +102,8 @@ class SqliteDriver:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._executor: ThreadPoolExecutor | None = None
-        self._reader: ThreadPoolExecutor | None = None
+        self._writer: Lane | None = None
+        self._reader: Lane | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -116,18 +116,19 @@ class SqliteDriver:
     async def call(self, fn: Callable[..., T], *args: Any, reader: bool = False) -> T:
         """Run ``fn(*args)`` on the writer (or reader) thread; sqlite3 errors become store
         errors."""
-        executor = self._reader if reader else self._executor
-        if executor is None:
+        lane = self._reader if reader else self._writer
+        if lane is None:
             raise StoreUnavailable("the SQLite store is not open")
-        return await asyncio.get_running_loop().run_in_executor(
-            executor, partial(_guarded, fn, *args)
-        )
+        try:
+            return await lane.call(partial(_guarded, fn, *args))
+        except LaneClosed:
+            raise StoreUnavailable("the SQLite store is closed") from None
 
     async def open(self, migrations: Sequence[Migration]) -> None:
-        if self._executor is not None:
+        if self._writer is not None:
             return
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite-read")
+        self._writer = Lane("conveyor-sqlite")
+        self._reader = Lane("conveyor-sqlite-read")
         try:
             await self.call(self._connect)
             await self.call(self._migrate, migrations)
@@ -205,11 +206,7 @@ class SqliteDriver:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        executor, self._executor = self._executor, None
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.shutdown(wait=True)
-        if executor is None:
+        if self._writer is None:
             return
 
         def shut() -> None:
@@ -218,8 +215,14 @@ class SqliteDriver:
                     conn.close()
             self._write_conn = self._read_conn = None
 
-        await asyncio.get_running_loop().run_in_executor(executor, shut)
-        executor.shutdown(wait=True)
+        # Both threads finish what they hold; then the writer closes both connections.
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await asyncio.to_thread(reader.shutdown)
+        writer = self._writer
+        await writer.call(shut)
+        self._writer = None
+        await asyncio.to_thread(writer.shutdown)
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         def transaction() -> tuple[T, list[Event]]:
