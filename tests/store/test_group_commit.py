@@ -1,4 +1,5 @@
-"""Enqueue calls that arrive together share a transaction, and still succeed or fail alone."""
+"""Enqueue calls that arrive together share a transaction and still succeed or fail alone;
+the pending limit reads a kept in-flight count."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 
 from conveyor.errors import NotFound, PendingLimitExceeded, StoreUnavailable
 from conveyor.store.base import Store
-from conveyor.store.records import NewTask, Stub, TaskFilter, Workspace
+from conveyor.store.records import NewTask, Outcome, Stub, TaskFilter, Workspace
 from conveyor.store.sql import SqlStore
+from conveyor.tasks import TaskStatus
 
 
 def count_transactions(store: Store) -> list[int]:
@@ -96,3 +98,43 @@ async def test_a_failed_transaction_fails_every_call_in_it(store: Store, stub: S
     assert all(isinstance(r, StoreUnavailable) for r in results)
     with pytest.raises(StoreUnavailable):
         await store.enqueue(stub, [NewTask("{}")], 10)
+
+
+async def in_flight_pair(store: Store, stub: Stub) -> tuple[int, int]:
+    """The stub's kept ``in_flight`` count and a real count of its tasks in flight."""
+    assert isinstance(store, SqlStore)
+    kept = await store.driver.read(
+        lambda tx: tx.execute("SELECT in_flight FROM stubs WHERE id = ?", [stub.id]))
+    real = await store.driver.read(lambda tx: tx.execute(
+        "SELECT COUNT(*) FROM tasks WHERE stub_id = ?"
+        " AND status IN ('PENDING', 'RETRY', 'RUNNING')", [stub.id]))
+    return int(kept[0][0]), int(real[0][0])
+
+
+async def test_the_in_flight_count_follows_every_transition(
+    store: Store, stub: Stub, ws: Workspace
+) -> None:
+    t0 = 1_795_824_000.0
+    ids = await store.enqueue(stub, [NewTask("{}")] * 12, 100, now=t0)
+    assert await in_flight_pair(store, stub) == (12, 12)
+    claimed = await store.claim(stub.id, "c1", 6, lease_s=10, now=t0)
+    assert await in_flight_pair(store, stub) == (12, 12)  # PENDING -> RUNNING stays in flight
+    await store.finish([Outcome(claimed[0].id, claimed[0].fence, TaskStatus.COMPLETE, "1"),
+                        Outcome(claimed[1].id, claimed[1].fence, TaskStatus.FAILED,
+                                error="{}", retryable=True)], now=t0)
+    assert await in_flight_pair(store, stub) == (11, 11)  # one COMPLETE, one RETRY
+    await store.cancel(ws.id, [claimed[2].id, ids[-1]], now=t0)
+    assert await in_flight_pair(store, stub) == (9, 9)
+    await store.sweep(now=t0 + 30)  # leases of the 3 still RUNNING ran out -> RETRY
+    assert await in_flight_pair(store, stub) == (9, 9)
+    await store.sweep(now=t0 + 3600)  # ttl 60 s: what waits expires
+    assert await in_flight_pair(store, stub) == (0, 0)
+    more = await store.enqueue(stub, [NewTask("{}")] * 3, 100, now=t0 + 3600)
+    assert await in_flight_pair(store, stub) == (3, 3)
+    assert isinstance(store, SqlStore)
+    await store.driver.write(lambda tx: tx.execute("DELETE FROM tasks WHERE id = ?", [more[0]]))
+    assert await in_flight_pair(store, stub) == (2, 2)
+    # The limit is checked against the kept count: 2 + 98 fits, one more does not.
+    await store.enqueue(stub, [NewTask("{}")] * 98, 100, now=t0 + 3600)
+    with pytest.raises(PendingLimitExceeded):
+        await store.enqueue(stub, [NewTask("{}")], 100, now=t0 + 3600)

@@ -26,6 +26,7 @@ from conveyor.gateway.enqueue import (
     warmup,
 )
 from conveyor.gateway.errors import install_error_handlers
+from conveyor.gateway.fast_lane import GatewayApp
 from conveyor.gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from conveyor.gateway.openapi import (
     BATCH_BODY,
@@ -139,7 +140,8 @@ def create_app(
                 await stack.enter_async_context(_delivering_callbacks(store))
             yield
 
-    app = FastAPI(
+    app = GatewayApp(
+        max_body_bytes=settings.max_body_bytes,
         title="Conveyor",
         summary="Task queues over HTTP",
         version="1",

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.gateway.errors import BodyTooLarge
 from conveyor.gateway.responses import error_response
 
 
-class BodyLimitMiddleware:
-    """Answers 413 at once when ``Content-Length`` is over ``max_bytes``; otherwise counts the
-    bytes as the route reads them and raises ``BodyTooLarge`` (mapped to 413) past the limit,
-    which catches chunked bodies and lying headers."""
+class BodyLimit:
+    """A ``Content-Length`` over ``max_bytes`` is answered 413 at once; otherwise the bytes are
+    counted as the route reads them and ``BodyTooLarge`` (mapped to 413) is raised past the
+    limit, which catches chunked bodies and lying headers."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+    def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> Response | None:
+        """The 413 answer when the declared length is over the limit, else None."""
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            response = error_response(413, self._message())
-            await response(scope, receive, send)
-            return
+            return error_response(413, self._message())
+        return None
+
+    def counted(self, receive: Receive) -> Receive:
         seen = 0
 
         async def limited_receive() -> Message:
@@ -37,10 +36,28 @@ class BodyLimitMiddleware:
                     raise BodyTooLarge(self._message())
             return message
 
-        await self.app(scope, limited_receive, send)
+        return limited_receive
 
     def _message(self) -> str:
         return f"request body is larger than {self.max_bytes} bytes"
+
+
+class BodyLimitMiddleware:
+    """``BodyLimit`` as ASGI middleware."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.limit = BodyLimit(max_bytes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.limit.refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, self.limit.counted(receive), send)
 
 
 def _content_length(scope: Scope) -> int | None:

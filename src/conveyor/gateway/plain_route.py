@@ -48,6 +48,7 @@ class PlainRoute(GatewayRoute):
         extra: dict[str, Any] = dict(kwargs.pop("openapi_extra", None) or {})
         extra["parameters"] = [_path_parameter(name) for name in compile_path(path)[2]]
         super().__init__(path, endpoint, openapi_extra=extra, **kwargs)
+        self.plain_endpoint = endpoint
         self.app = _serve(endpoint)
 
 

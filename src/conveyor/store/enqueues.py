@@ -6,9 +6,10 @@ PostgreSQL), and calls for one stub are serialized by that lock anyway. So calls
 a transaction is being written wait, and the next transaction takes all of them. With no load
 a call is written at once, alone; nothing waits on a timer.
 
-Each call still succeeds or fails on its own: a call over its pending limit or for a missing
-stub fails alone, and a call with idempotency keys runs inside a savepoint so that its keys
-roll back with it.
+The pending limit reads the stub's ``in_flight`` count (kept by the store's triggers), so an
+enqueue costs the same however deep the queue. Each call still succeeds or fails on its own:
+a call over its pending limit or for a missing stub fails alone, and a call with idempotency
+keys runs inside a savepoint so that its keys roll back with it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from conveyor import clock
 from conveyor.errors import NotFound, PendingLimitExceeded
 from conveyor.store.base import IDEMPOTENCY_WINDOW_S
 from conveyor.store.records import Event, NewTask, Stub
-from conveyor.tasks import IN_FLIGHT, sql_list
 
 if TYPE_CHECKING:
     from conveyor.store.sql import Driver, Tx
@@ -108,30 +108,22 @@ class Enqueuer:
 
     async def _write(self, tx: Tx, calls: Sequence[_Call]) -> list[list[str] | Exception]:
         stub_ids = sorted({call.stub.id for call in calls})
-        # Locks the stub rows (PostgreSQL), in one order for every writer, so the in-flight
-        # counts below cannot go stale and two gateways' batches cannot deadlock.
+        # Locks the stub rows (PostgreSQL), in one order for every writer, so their in-flight
+        # counts cannot go stale and two gateways' batches cannot deadlock.
         found = await tx.execute(
-            f"SELECT id FROM stubs WHERE id IN ({', '.join('?' * len(stub_ids))})"
+            f"SELECT id, in_flight FROM stubs WHERE id IN ({', '.join('?' * len(stub_ids))})"
             f" ORDER BY id{self._for_update}",
             stub_ids,
         )
-        live = {row[0] for row in found}
-        in_flight: dict[str, int] = {}
+        in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
+        added: dict[str, int] = {}
         outcomes: list[list[str] | Exception] = []
         rows: list[tuple[Any, ...]] = []
         for call in calls:
             stub_id = call.stub.id
-            if stub_id not in live:
+            if stub_id not in in_flight:
                 outcomes.append(NotFound(f"stub {stub_id} not found"))
                 continue
-            if stub_id not in in_flight:
-                limit = max(c.max_pending for c in calls if c.stub.id == stub_id)
-                counted = await tx.execute(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE stub_id = ?"
-                    f" AND status IN {sql_list(IN_FLIGHT)} LIMIT ?) AS q",
-                    [stub_id, limit + 1],
-                )
-                in_flight[stub_id] = int(counted[0][0])
             keyed = any(task.idempotency_key is not None for task in call.tasks)
             if keyed:
                 await tx.execute("SAVEPOINT enqueue_call")
@@ -144,11 +136,14 @@ class Enqueuer:
             if keyed:
                 await tx.execute("RELEASE SAVEPOINT enqueue_call")
             in_flight[stub_id] += len(create)
+            added[stub_id] = added.get(stub_id, 0) + len(create)
             rows += call.rows(ids, create)
             outcomes.append(ids)
         if rows:
             await tx.executemany(_INSERT, rows)
-            for stub_id in sorted({row[2] for row in rows}):
+            await tx.executemany("UPDATE stubs SET in_flight = in_flight + ? WHERE id = ?",
+                                 [(n, stub_id) for stub_id, n in sorted(added.items()) if n])
+            for stub_id in sorted(added):
                 tx.emit(Event("enqueued", stub_id))
         return outcomes
 

@@ -666,10 +666,13 @@ class SqlStore:
         return await self.driver.write(op)
 
     async def _sweep_leases(self, tx: Tx, t: int) -> tuple[int, int]:
-        """Expired leases: the container is gone, which counts as a retryable failure."""
+        """Expired leases: the container is gone, which counts as a retryable failure.
+
+        Oldest lease first, along the ``tasks_lease`` index: ordering by anything else let
+        SQLite walk every stored task (1.5 s at a million, holding the write lock)."""
         rows = await tx.execute(
             "SELECT id, fence, attempt, max_retries, retry_backoff_s FROM tasks"
-            f" WHERE status = 'RUNNING' AND lease_expires_at < ? ORDER BY id"
+            " WHERE status = 'RUNNING' AND lease_expires_at < ? ORDER BY lease_expires_at"
             f" LIMIT {SWEEP_BATCH}{self._skip_locked}",
             [t],
         )
