@@ -20,10 +20,11 @@ lint: install
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 
+# Everything, the fault-injection suite included (its reports are printed at the end).
 test: lint
-	$(BIN)/pytest -q -m "not faults"
+	$(BIN)/pytest -q -rA
 
-# The fault-injection suite (tests/faults/, several minutes; see docs/reliability.md).
+# The fault-injection suite alone (tests/faults/, about 5 minutes; see docs/reliability.md).
 faults: install
 	$(BIN)/pytest -q -m faults -rA
 

@@ -90,7 +90,7 @@ def _run_postgres(tmp_path: Path, seed: int, load: Load, netns: Netns | None) ->
 
 
 def test_postgres_two_gateways_two_agents_under_faults(tmp_path: Path, seed: int) -> None:
-    load = Load(task_count(1500), 75.0, ONE_HOST_FAULTS)
+    load = Load(task_count(5000), 75.0, ONE_HOST_FAULTS)
     _run_postgres(tmp_path, seed, load, None)
 
 

@@ -22,7 +22,7 @@ FAULTS = ("kill_worker", "kill_worker", "kill_worker", "kill_serve", "kill_worke
 
 
 def test_sqlite_serve_under_faults(tmp_path: Path, seed: int) -> None:
-    load = Load(task_count(800), 50.0, FAULTS)
+    load = Load(task_count(5000), 50.0, FAULTS)
     app = tmp_path / "app"
     app.mkdir()
     (app / "tasks.py").write_text(HANDLER_SOURCE)
