@@ -22,7 +22,7 @@ lint: install
 
 # Everything, the fault-injection suite included (its reports are printed at the end).
 test: lint
-	$(BIN)/pytest -q -rA
+	$(BIN)/pytest -q
 
 # The fault-injection suite alone (tests/faults/, about 5 minutes; see docs/reliability.md).
 faults: install
