@@ -55,3 +55,25 @@ async def test_a_closed_lane_refuses_calls() -> None:
     lane.shutdown()
     with pytest.raises(LaneClosed):
         await lane.call(lambda: 7)
+
+
+def test_a_loop_closed_mid_hop_does_not_wedge_the_lane() -> None:
+    lane = Lane("test-lane")
+    gate = threading.Event()
+    left: list[asyncio.Future[bool]] = []
+
+    async def start() -> None:
+        left.append(asyncio.ensure_future(lane.call(lambda: gate.wait(10))))
+        await asyncio.sleep(0.05)
+
+    try:
+        asyncio.run(start())  # the loop closes with that hop still on the thread
+        gate.set()
+
+        async def again() -> int:
+            return await asyncio.wait_for(lane.call(lambda: 5), 5)
+
+        assert asyncio.run(again()) == 5
+    finally:
+        gate.set()
+        lane.shutdown()

@@ -26,6 +26,7 @@ class Lane:
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix=name)
         self._waiting: list[_Job] = []
         self._busy = False
+        self._busy_loop: asyncio.AbstractEventLoop | None = None
         #: Hops made so far (each one hand-over to the thread and back).
         self.hops = 0
 
@@ -33,6 +34,8 @@ class Lane:
         if self._executor is None:
             raise LaneClosed("the lane is closed")
         loop = asyncio.get_running_loop()
+        if self._busy and self._busy_loop is not None and self._busy_loop.is_closed():
+            self._busy = False  # that loop closed mid-hop and will never land it
         future: asyncio.Future[T] = loop.create_future()
         self._waiting.append((fn, future))
         if not self._busy:
@@ -50,7 +53,7 @@ class Lane:
         if self._executor is None:
             _fail(jobs, LaneClosed("the lane is closed"))
             return
-        self._busy = True
+        self._busy, self._busy_loop = True, loop
         self.hops += 1
         hop = loop.run_in_executor(self._executor, _run_all, [fn for fn, _ in jobs])
         hop.add_done_callback(lambda done: self._landed(loop, jobs, done))
