@@ -189,7 +189,9 @@ def check(
                 v.append(f"task {task_id} ended {row.status.value} but got no callback")
             elif got != row.status.value:
                 v.append(f"task {task_id} is {row.status.value}; its callback said {got}")
-    ended = {(run.task_id, run.agent) for run in runs}
+    # A hold run is attempt 1 (only that attempt holds); a later attempt of the same task may
+    # legitimately run on the same agent once it is back, and must not count as the stale one.
+    ended = {(run.task_id, run.agent) for run in runs if run.attempt == 1}
     for task_id, agent in begins:
         if agent in stalls:
             if (task_id, agent) in ended:
