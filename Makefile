@@ -20,9 +20,9 @@ lint: install
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy
 
-# Everything, the fault-injection suite included (its reports are printed at the end).
+# Everything but the fault-injection suite (see `faults`).
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not faults"
 
 # The fault-injection suite alone (tests/faults/, about 10 minutes; see docs/reliability.md).
 faults: install
