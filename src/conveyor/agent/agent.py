@@ -310,6 +310,10 @@ class Agent:
             except StoreError as exc:
                 log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
                 await asyncio.sleep(self.settings.poll_s)
+            except Exception:  # a bug must not end dispatch for good: log it, keep going
+                log.exception("dispatch failed", extra={"action": "dispatch_failed"})
+                self._wake.set()
+                await asyncio.sleep(self.settings.poll_s)
 
     async def dispatch(self, now: float) -> int:
         """Feed every container's backlog to its idle workers, then claim tasks for the idle
