@@ -51,6 +51,10 @@ class InvalidOutput(ConveyorError, ValueError):
     """Invalid output."""
 
 
+class PartEnded(ConveyorError):
+    """A part of this process (its gateway or its agent) ended unexpectedly."""
+
+
 class StoreError(ConveyorError):
     """The store failed."""
 

@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from conveyor.agent.agent import Agent, AgentSettings
+from conveyor.errors import PartEnded
 from conveyor.gateway.app import create_app
 from conveyor.gateway.settings import GatewaySettings
 from conveyor.loader import load_target
@@ -172,10 +173,18 @@ async def _run_together(
         raise SystemExit(f"the server stopped at start-up (is port {server.config.port} free?)")
     if on_started is not None:
         await on_started()
-    await stop.wait()
+    stopping = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait([stopping, serving, *others], return_when=asyncio.FIRST_COMPLETED)
+    stop.set()
+    ended = [job for job in (serving, *others) if job in done]
+    for job in ended:  # a gateway without its agent (or the reverse) must not go on quietly
+        error = None if job.cancelled() else job.exception()
+        log.critical("a part of this process ended unexpectedly", exc_info=error)
     await asyncio.gather(*others, return_exceptions=True)  # the agent drains first
     server.should_exit = True
-    await serving
+    await asyncio.gather(serving, stopping, return_exceptions=True)
+    if ended:
+        raise PartEnded()
 
 
 async def _announce(

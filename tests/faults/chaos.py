@@ -144,8 +144,13 @@ class Chaos:
             for kind in ("hold", "late"):
                 task = Planned(f"{kind}-{uuid.uuid4().hex[:10]}", kind, True)
                 self.rig.extra.append(task)
-                enqueue(task, self.rig.gateway_urls(), self.rig.token, self.rig.callback_url,
-                        self.rig.accepted)
+                enqueue(
+                    task,
+                    self.rig.gateway_urls(),
+                    self.rig.token,
+                    self.rig.callback_url,
+                    self.rig.accepted,
+                )
             deadline = time.monotonic() + 4
             while time.monotonic() < deadline:
                 for _, tag in hold_begins(self.rig.ledger):

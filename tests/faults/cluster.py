@@ -97,28 +97,55 @@ class PrivatePostgres:
 
     def start(self) -> None:
         self._as_postgres(
-            str(self.bindir / "initdb"), "-D", str(self.data), "-U", PG_USER,
-            "--auth=trust", "-E", "UTF8",
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            PG_USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
         )
         with (self.data / "pg_hba.conf").open("a") as hba:
             hba.write("host all all 0.0.0.0/0 trust\n")
         self._as_postgres(
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-            "-o", self._options(), "-w", "start",
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            self._options(),
+            "-w",
+            "start",
         )
 
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every session is cut, as a real restart does."""
         self._as_postgres(
-            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
-            "-o", self._options(), "-m", "fast", "-w", "restart",
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            self._options(),
+            "-m",
+            "fast",
+            "-w",
+            "restart",
         )
         self.restarts += 1
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError):
             self._as_postgres(
-                str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w",
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                "immediate",
+                "-w",
                 "stop",
             )
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -139,8 +166,13 @@ class Netns:
         tag = secrets.token_hex(3)
         # 10.231.x.y/30 is a private block nothing else on this machine uses.
         block = int(tag[:2], 16) & 0xFC
-        ns = cls(f"cvf-{tag}", f"cvf{tag}h", f"cvf{tag}n", f"10.231.77.{block + 1}",
-                 f"10.231.77.{block + 2}")
+        ns = cls(
+            f"cvf-{tag}",
+            f"cvf{tag}h",
+            f"cvf{tag}n",
+            f"10.231.77.{block + 1}",
+            f"10.231.77.{block + 2}",
+        )
         try:
             ns._ip("netns", "add", ns.name)
             ns._ip("link", "add", ns.host_if, "type", "veth", "peer", "name", ns.ns_if)
@@ -197,10 +229,15 @@ class Proc:
     def tag(self) -> str:
         return f"{self.name}#{self.incarnation}"
 
+    @property
+    def log_path(self) -> Path:
+        """stdout and stderr of every incarnation."""
+        return self.cwd / f"{self.name}.log"
+
     def start(self) -> None:
         self.incarnation += 1
         self.cwd.mkdir(parents=True, exist_ok=True)
-        log = (self.cwd / f"{self.name}.log").open("ab")
+        log = self.log_path.open("ab")
         env = {**self.env, "FAULT_AGENT": self.tag}
         self.popen = subprocess.Popen(
             self.argv, cwd=self.cwd, env=env, stdout=log, stderr=log, start_new_session=True

@@ -14,7 +14,14 @@ import httpx
 from tests.faults.chaos import Chaos, Rig, schedule
 from tests.faults.cluster import CallbackReceiver
 from tests.faults.conftest import publish
-from tests.faults.verify import Report, check, fetch, wait_callbacks, wait_terminal
+from tests.faults.verify import (
+    Report,
+    check,
+    fetch,
+    logged_errors,
+    wait_callbacks,
+    wait_terminal,
+)
 from tests.faults.workload import (
     HANDLER_SOURCE,
     QUEUE,
@@ -86,9 +93,10 @@ def run(
         hold_begins(rig.ledger),
     )
     report.callback_deliveries = receiver.deliveries
+    procs = {id(proc): proc for proc in [*rig.gateways, *rig.agents]}.values()
+    report.errors_logged = logged_errors([proc.log_path for proc in procs])
     report.seconds = time.monotonic() - started
     text = report.text() + "\n  fault log:\n" + "\n".join(f"    {line}" for line in rig.log)
     publish(text)
     print(text)
     return report
-

@@ -26,18 +26,32 @@ from tests.faults.workload import QUEUE, Accepted, queue_options
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
 
 ONE_HOST_FAULTS = (
-    "kill_worker", "kill_worker", "kill_worker", "kill_agent", "kill_gateway", "kill_gateway",
-    "restart_pg", "restart_pg", "pause_agent",
+    "kill_worker",
+    "kill_worker",
+    "kill_worker",
+    "kill_agent",
+    "kill_gateway",
+    "kill_gateway",
+    "restart_pg",
+    "restart_pg",
+    "pause_agent",
 )
-NETNS_FAULTS = ("partition", "kill_worker", "kill_worker", "kill_gateway", "restart_pg",
-                "kill_agent")
+NETNS_FAULTS = (
+    "partition",
+    "kill_worker",
+    "kill_worker",
+    "kill_gateway",
+    "restart_pg",
+    "kill_agent",
+)
 
 
 def _config(n_tasks: int) -> str:
     options = queue_options(n_tasks)
     autoscaler = AutoscalerConfig(**options.pop("autoscaler"))
-    return QueueConfig(name=QUEUE, handler="tasks.py:handler", autoscaler=autoscaler,
-                       **options).to_json()
+    return QueueConfig(
+        name=QUEUE, handler="tasks.py:handler", autoscaler=autoscaler, **options
+    ).to_json()
 
 
 def _run_postgres(tmp_path: Path, seed: int, load: Load, netns: Netns | None) -> None:
@@ -51,30 +65,49 @@ def _run_postgres(tmp_path: Path, seed: int, load: Load, netns: Netns | None) ->
         gateways = []
         for name in ("gateway-a", "gateway-b"):
             port = free_port()
-            gateways.append(Proc(
-                name, conveyor_argv("server", "--store", url, "--port", str(port)),
-                tmp_path / name, env, url=f"http://127.0.0.1:{port}",
-            ))
-        agents = [Proc("agent-a", conveyor_argv("worker", "--store", url), tmp_path / "agent-a",
-                       env)]
+            gateways.append(
+                Proc(
+                    name,
+                    conveyor_argv("server", "--store", url, "--port", str(port)),
+                    tmp_path / name,
+                    env,
+                    url=f"http://127.0.0.1:{port}",
+                )
+            )
+        agents = [
+            Proc("agent-a", conveyor_argv("worker", "--store", url), tmp_path / "agent-a", env)
+        ]
         cut_agent = None
         if netns is not None:
             far = pg.url(netns.host_ip)
             cut_agent = Proc(
-                "agent-far", conveyor_argv("worker", "--store", far, prefix=netns.prefix()),
-                tmp_path / "agent-far", {**env, "CONVEYOR_STORE": far},
+                "agent-far",
+                conveyor_argv("worker", "--store", far, prefix=netns.prefix()),
+                tmp_path / "agent-far",
+                {**env, "CONVEYOR_STORE": far},
             )
             agents.insert(0, cut_agent)
         else:
-            agents.append(Proc("agent-b", conveyor_argv("worker", "--store", url),
-                               tmp_path / "agent-b", env))
+            agents.append(
+                Proc("agent-b", conveyor_argv("worker", "--store", url), tmp_path / "agent-b", env)
+            )
         with processes([*gateways, *agents]), CallbackReceiver() as receiver:
             for proc in [*gateways, *agents]:
                 proc.start()
             assert gateways[0].url is not None
             deploy(gateways[0].url, token, _config(load.tasks))
-            rig = Rig(gateways, agents, ledger, token, receiver.url, Accepted(), [], pg=pg,
-                      netns=netns, cut_agent=cut_agent)
+            rig = Rig(
+                gateways,
+                agents,
+                ledger,
+                token,
+                receiver.url,
+                Accepted(),
+                [],
+                pg=pg,
+                netns=netns,
+                cut_agent=cut_agent,
+            )
             title = "PostgreSQL, agent in a network namespace" if netns else "PostgreSQL"
             report = run(title, seed, load, rig, receiver, url)
         assert not report.violations, "\n".join(report.violations[:20])
@@ -94,8 +127,6 @@ def test_postgres_two_gateways_two_agents_under_faults(tmp_path: Path, seed: int
     _run_postgres(tmp_path, seed, load, None)
 
 
-def test_postgres_agent_on_another_machine_cut_off(
-    tmp_path: Path, seed: int, netns: Netns
-) -> None:
+def test_postgres_agent_on_another_machine_cut_off(tmp_path: Path, seed: int, netns: Netns) -> None:
     load = Load(task_count(600), 45.0, NETNS_FAULTS)
     _run_postgres(tmp_path, seed, load, netns)

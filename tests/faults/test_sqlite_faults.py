@@ -37,9 +37,19 @@ def test_sqlite_serve_under_faults(tmp_path: Path, seed: int) -> None:
     }
     serve = Proc(
         "serve",
-        conveyor_argv("serve", str(app / "tasks.py") + ":handler", "--store", url,
-                      "--port", str(port), "--token", token),
-        tmp_path / "serve", env, url=f"http://127.0.0.1:{port}",
+        conveyor_argv(
+            "serve",
+            str(app / "tasks.py") + ":handler",
+            "--store",
+            url,
+            "--port",
+            str(port),
+            "--token",
+            token,
+        ),
+        tmp_path / "serve",
+        env,
+        url=f"http://127.0.0.1:{port}",
     )
     with processes([serve]), CallbackReceiver() as receiver:
         serve.start()

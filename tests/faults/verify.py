@@ -23,6 +23,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 
@@ -47,6 +48,23 @@ async def _fetch(store_url: str, ids: Sequence[str]) -> dict[str, TaskRecord | N
 
 def fetch(store_url: str, ids: Sequence[str]) -> dict[str, TaskRecord | None]:
     return asyncio.run(_fetch(store_url, ids))
+
+
+def logged_errors(logs: Sequence[Path]) -> Counter[str]:
+    """What each traceback in the process logs raised (its last line), counted: an expected
+    fault shows as a store error; anything else is a bug to read about."""
+    found: Counter[str] = Counter()
+    for log in logs:
+        if not log.is_file():
+            continue
+        in_traceback = False
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("Traceback (most recent call last)"):
+                in_traceback = True
+            elif in_traceback and line and not line[0].isspace():
+                found[line[:200]] += 1
+                in_traceback = False
+    return found
 
 
 def wait_terminal(
@@ -90,6 +108,8 @@ class Report:
     callbacks_missing: int = 0
     callback_deliveries: int = 0
     enqueue_retries: int = 0
+    #: Tracebacks the conveyor processes logged, by their last line (what was raised).
+    errors_logged: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     violations: list[str] = field(default_factory=list)
 
@@ -114,8 +134,10 @@ class Report:
             f"  callbacks missing: {self.callbacks_missing}"
             f" ({self.callback_deliveries} deliveries received)",
             f"  enqueue requests retried: {self.enqueue_retries}",
-            f"  violations: {len(self.violations)}",
+            f"  tracebacks in the process logs: {sum(self.errors_logged.values())}",
         ]
+        lines += [f"    {n} × {error}" for error, n in self.errors_logged.most_common(10)]
+        lines += [f"  violations: {len(self.violations)}"]
         lines += [f"    - {v}" for v in self.violations[:20]]
         return "\n".join(lines)
 

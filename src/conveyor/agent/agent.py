@@ -15,7 +15,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,10 +90,8 @@ class Agent:
         ]
         try:
             while not stop.is_set():
-                try:
+                async with self._survive("tick"):
                     await self.tick(time.time())
-                except StoreError as exc:
-                    log.warning("agent tick failed: %s", exc, extra={"action": "tick_failed"})
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.settings.tick_s)
             await self.drain()
@@ -305,15 +303,8 @@ class Agent:
             self._wake.clear()
             if self._draining:
                 continue
-            try:
+            async with self._survive("dispatch", then=self._wake.set):
                 await self.dispatch(time.time())
-            except StoreError as exc:
-                log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
-                await asyncio.sleep(self.settings.poll_s)
-            except Exception:  # a bug must not end dispatch for good: log it, keep going
-                log.exception("dispatch failed", extra={"action": "dispatch_failed"})
-                self._wake.set()
-                await asyncio.sleep(self.settings.poll_s)
 
     async def dispatch(self, now: float) -> int:
         """Feed every container's backlog to its idle workers, then claim tasks for the idle
@@ -438,7 +429,8 @@ class Agent:
             batch = [first]
             while not self._outcomes.empty():
                 batch.append(self._outcomes.get_nowait())
-            await self._write(batch)
+            async with self._survive("outcome writing"):  # lost outcomes: leases expire, retry
+                await self._write(batch)
 
     async def _flush_outcomes(self) -> None:
         batch: list[Outcome] = []
@@ -549,9 +541,10 @@ class Agent:
     # -- events ----------------------------------------------------------------------------
     async def _event_loop(self, subscription: Any) -> None:
         while True:
-            event: Event | None = await subscription.get(timeout=None)
-            if event is not None:
-                self.handle_event(event)
+            async with self._survive("event handling"):
+                event: Event | None = await subscription.get(timeout=None)
+                if event is not None:
+                    self.handle_event(event)
 
     def handle_event(self, event: Event) -> None:
         if event.kind == "enqueued":
@@ -589,6 +582,24 @@ class Agent:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- helpers ---------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _survive(
+        self, chore: str, then: Callable[[], object] | None = None
+    ) -> AsyncIterator[None]:
+        """Log a failure of ``chore`` and pause, never end its loop: a loop that ended on an
+        unexpected error left the agent looking alive while it never claimed again."""
+        try:
+            yield
+        except StoreError as exc:
+            log.warning("%s failed: %s", chore, exc, extra={"action": "agent_loop_failed"})
+        except Exception:
+            log.exception("%s failed", chore, extra={"action": "agent_loop_failed"})
+        else:
+            return
+        await asyncio.sleep(self.settings.poll_s)
+        if then is not None:
+            then()
+
     def _workers(self) -> Iterator[WorkerProcess]:
         for runtime in self.stubs.values():
             for container in runtime.containers.values():
