@@ -231,7 +231,7 @@ class Agent:
         started = await asyncio.gather(
             *(self._start_worker(runtime, container) for _ in range(runtime.config.workers))
         )
-        if not any(started):
+        if not any(started) and not container.stopping:
             runtime.start_not_before = time.time() + self.settings.start_retry_s
             await self._stop_container(runtime, container)
 
@@ -255,12 +255,12 @@ class Agent:
         if ok and container.stopping:  # the container was stopped while this one started
             await worker.stop()
             return False
-        if not ok and not (container.stopping or self._draining):
-            message = (worker.init_error or {}).get("message", "worker process did not start")
+        # (a worker that failed to load its code may have retired its container already)
+        if not ok and not self._draining and (worker.init_error or not container.stopping):
             log.error(
                 "worker for %s failed to start: %s",
                 runtime.stub.name,
-                message,
+                worker.start_failure,
                 extra={"action": "worker_start_failed"},
             )
         else:
@@ -383,14 +383,16 @@ class Agent:
             container.workers.remove(worker)
         if attempt is not None:
             await self._record_exit(runtime, attempt, reason, returncode)
-        if (
-            container is not None
-            and not container.stopping
-            and not self._draining
-            and reason is not KillReason.STOP
-            and worker.init_error is None
-        ):
+        if container is None or container.stopping or self._draining:
+            return
+        if reason is not KillReason.STOP and worker.init_error is None:
             self._background(self._start_worker(runtime, container))
+        elif not container.workers:
+            # Nothing left to run its tasks, and a live container stops autoscale from
+            # starting another: retire it, so a fresh one starts after the retry pause.
+            runtime.start_not_before = time.time() + self.settings.start_retry_s
+            container.stopping = True
+            self._background(self._stop_container(runtime, container))
 
     async def _record_exit(
         self, runtime: StubRuntime, attempt: Attempt, reason: KillReason | None, rc: int | None

@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from conveyor import wire
+from conveyor.agent.exits import describe_exit
 from conveyor.store.records import TaskRecord
 
 #: Seconds between SIGTERM and SIGKILL when a process is stopped.
@@ -73,6 +74,10 @@ class WorkerProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.idle_since = time.time()
         self.init_error: dict[str, Any] | None = None
+        #: The process said ``ready`` (it may be busy or dead since).
+        self.ready = False
+        #: Why ``start`` returned False, in words.
+        self.start_failure = ""
         self._ready = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
 
@@ -96,10 +101,17 @@ class WorkerProcess:
         self._send({"op": "init", **self._init})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), START_TIMEOUT_S)
-        if self.state is WorkerState.IDLE:
+        # Not ``state is IDLE``: once ready, the agent may hand it a task before this resumes
+        # (that check made a busy worker look unstarted, and killed it with its task).
+        if self.ready:
             return True
         if self.proc.returncode is None:  # still importing after START_TIMEOUT_S
+            self.start_failure = f"worker process was not ready after {START_TIMEOUT_S:.0f} s"
             await self.kill(KillReason.STOP)
+        elif self.init_error is not None:
+            self.start_failure = str(self.init_error.get("message", "its code failed to load"))
+        else:
+            self.start_failure = describe_exit(self.proc.returncode) + " while starting"
         # A process that died while starting is reported through ``on_exit`` like any crash,
         # so the container replaces it.
         return False
@@ -172,6 +184,7 @@ class WorkerProcess:
     async def _handle(self, message: dict[str, Any]) -> None:
         op = message.get("op")
         if op == "ready":
+            self.ready = True
             self.state = WorkerState.IDLE
             self.idle_since = time.time()
             self._ready.set()

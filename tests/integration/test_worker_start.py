@@ -1,0 +1,106 @@
+"""Found by the fault suite: a worker that was handed a task the moment it said ``ready``
+(before its ``start()`` resumed) was judged "did not start", killed with its task, and never
+replaced, so containers lost their workers one by one under load until nothing ran. Now such a
+worker counts as started, and a container left with no worker at all is retired, so autoscale
+starts a fresh one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from conveyor.agent.agent import Agent, AgentSettings
+from conveyor.agent.runtime import Container
+from conveyor.agent.worker import Attempt, KillReason, WorkerProcess, WorkerState
+from conveyor.queue_config import QueueConfig
+from conveyor.store.base import Store
+from conveyor.store.records import DEPLOYMENT, TaskRecord
+from conveyor.tasks import TaskStatus
+
+
+def _task() -> TaskRecord:
+    now = int(time.time() * 1000)
+    return TaskRecord(
+        id="task-1", workspace_id="w", stub_id="stub-1", status=TaskStatus.RUNNING,
+        payload=orjson.dumps({"args": [20], "kwargs": {}}).decode(), callback_url=None,
+        attempt=1, fence=1, max_retries=0, timeout_s=-1, ttl_s=-1, retry_backoff_s=0,
+        container_id="c-1", created_at=now, started_at=now, ended_at=None, updated_at=now,
+        result=None, error=None,
+    )  # fmt: skip
+
+
+async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("import time\n\ndef double(x):\n    time.sleep(0.5)\n"
+                                     "    return 2 * x\n")  # fmt: skip
+    config = QueueConfig(name="q", handler="app.py:double", code_path=str(tmp_path))
+    done: list[dict[str, Any]] = []
+    exits: list[int | None] = []
+
+    async def on_done(worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
+        done.append(msg)
+
+    async def on_exit(worker: WorkerProcess, returncode: int | None) -> None:
+        exits.append(returncode)
+
+    worker = WorkerProcess(
+        container_id="c-1",
+        init={"config": config.to_dict(), "code_root": str(tmp_path), "stub_id": "stub-1",
+              "stub_type": DEPLOYMENT, "container_id": "c-1"},
+        env={}, on_done=on_done, on_exit=on_exit,
+    )  # fmt: skip
+
+    async def feed_when_ready() -> None:  # as the agent's dispatch does, first in line
+        await worker._ready.wait()
+        worker.run(_task(), time.time())
+
+    feeder = asyncio.create_task(feed_when_ready())
+    await asyncio.sleep(0)  # the feeder waits on ``ready`` before ``start`` does
+    try:
+        assert await worker.start() is True
+        await feeder
+        assert worker.state is WorkerState.BUSY and worker.kill_reason is None
+        for _ in range(300):
+            if done:
+                break
+            await asyncio.sleep(0.05)
+        assert done and done[0]["status"] == "COMPLETE" and done[0]["result"] == "40"
+        assert exits == []
+    finally:
+        await worker.stop()
+
+
+class _StoppedWorker:
+    """The part of ``WorkerProcess`` that ``_on_exit`` reads: a worker killed with STOP (as a
+    start that timed out is), so no replacement is started for it."""
+
+    def __init__(self, container_id: str, stub_id: str) -> None:
+        self.container_id, self.stub_id = container_id, stub_id
+        self.current = None
+        self.kill_reason = KillReason.STOP
+        self.init_error = None
+
+
+async def test_a_container_left_without_workers_is_retired(store: Store, tmp_path: Path) -> None:
+    ws = await store.ensure_workspace("w")
+    config = QueueConfig(name="q", handler="q.py:f", code_path=str(tmp_path))
+    stub = await store.upsert_serve_stub(ws.id, "q", config.to_dict(), b"")
+    agent = Agent(store, AgentSettings(stub_ids=frozenset({stub.id})))
+    await agent.refresh_stubs()
+    runtime = agent.stubs[stub.id]
+    last = _StoppedWorker("c1", stub.id)
+    runtime.containers["c1"] = Container("c1", stub.id, workers=[last])  # type: ignore[list-item]
+    before = time.time()
+
+    await agent._on_exit(last, -15)  # type: ignore[arg-type]
+    for _ in range(100):
+        if "c1" not in runtime.containers:
+            break
+        await asyncio.sleep(0.02)
+
+    # Gone, so autoscale counts it no more and starts a fresh one after the retry pause.
+    assert "c1" not in runtime.containers
+    assert runtime.start_not_before >= before + agent.settings.start_retry_s
