@@ -18,15 +18,13 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conveyor import clock
 from conveyor.errors import NotFound, PendingLimitExceeded
 from conveyor.store.base import IDEMPOTENCY_WINDOW_S
+from conveyor.store.driver import Driver, Tx
 from conveyor.store.records import Event, NewTask, Stub
-
-if TYPE_CHECKING:
-    from conveyor.store.sql import Driver, Tx
 
 _INSERT = (
     "INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url, max_retries,"

@@ -23,9 +23,9 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from conveyor import clock
 from conveyor.errors import StoreError, StoreUnavailable
 from conveyor.store.base import Subscription
+from conveyor.store.driver import Dialect, Migration, Row
 from conveyor.store.events import Broadcaster, event_from_json, event_to_json
 from conveyor.store.records import Event
-from conveyor.store.sql import Dialect, Migration, Row
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

@@ -25,10 +25,10 @@ from typing import Any, TypeVar, cast
 from conveyor import clock
 from conveyor.errors import StoreError, StoreUnavailable
 from conveyor.store.base import Subscription
+from conveyor.store.driver import Dialect, Migration, Row
 from conveyor.store.events import Broadcaster
 from conveyor.store.lane import Lane, LaneClosed
 from conveyor.store.records import Event
-from conveyor.store.sql import Dialect, Migration, Row
 
 T = TypeVar("T")
 
