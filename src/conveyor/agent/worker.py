@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -16,6 +17,8 @@ from typing import Any
 from conveyor import wire
 from conveyor.agent.exits import describe_exit
 from conveyor.store.records import TaskRecord
+
+log = logging.getLogger("conveyor.agent")
 
 #: Seconds between SIGTERM and SIGKILL when a process is stopped.
 KILL_GRACE_S = 0.5
@@ -155,16 +158,22 @@ class WorkerProcess:
         if proc is None or proc.returncode is not None:
             return
         self.kill_reason = self.kill_reason or KillReason.STOP
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
-            self._send({"op": "stop"})
+        self._send({"op": "stop"})
         try:
             await asyncio.wait_for(proc.wait(), 2.0)
         except TimeoutError:
             await self.kill(KillReason.STOP)
 
     def _send(self, message: dict[str, Any]) -> None:
+        """Write a frame; to a process that just died, write nothing: its death is reported
+        by the read loop through ``on_exit``, and raising here would fail a caller that did
+        nothing wrong (another worker's result feeding this one, a container's start-up)."""
         assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(wire.encode(message))
+        stdin = self.proc.stdin
+        if stdin.is_closing():
+            return
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(wire.encode(message))
 
     async def _read_loop(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -173,7 +182,10 @@ class WorkerProcess:
             while True:
                 header = await stdout.readexactly(4)
                 message = wire.decode(await stdout.readexactly(wire.decode_length(header)))
-                await self._handle(message)
+                try:
+                    await self._handle(message)
+                except Exception:  # a bug in the agent's handlers must not deafen this worker
+                    log.exception("handling %r from a worker process failed", message.get("op"))
         except (asyncio.IncompleteReadError, ConnectionResetError, ValueError):
             pass
         returncode = await self.proc.wait()

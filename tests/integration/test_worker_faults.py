@@ -1,8 +1,12 @@
-"""Found by the fault suite: a worker that was handed a task the moment it said ``ready``
-(before its ``start()`` resumed) was judged "did not start", killed with its task, and never
-replaced, so containers lost their workers one by one under load until nothing ran. Now such a
-worker counts as started, and a container left with no worker at all is retired, so autoscale
-starts a fresh one."""
+"""Worker processes meeting faults, as the fault suite found them.
+
+- A worker handed a task the moment it said ``ready`` (before its ``start()`` resumed) was
+  judged "did not start", killed with its task, and never replaced: containers lost their
+  workers one by one under load until nothing ran. Such a worker now counts as started, and a
+  container left with no worker at all is retired so autoscale starts a fresh one.
+- A worker SIGKILLed just after it was spawned made the write of its ``init`` raise, and an
+  exception from a result handler ended that worker's read loop.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 from conveyor.agent.agent import Agent, AgentSettings
 from conveyor.agent.runtime import Container
@@ -104,3 +109,78 @@ async def test_a_container_left_without_workers_is_retired(store: Store, tmp_pat
     # Gone, so autoscale counts it no more and starts a fresh one after the retry pause.
     assert "c1" not in runtime.containers
     assert runtime.start_not_before >= before + agent.settings.start_retry_s
+
+
+def test_writing_to_a_worker_that_just_died_does_not_raise(tmp_path: Path) -> None:
+    # Found by the fault suite: SIGKILL hit a worker process right after it was spawned, and
+    # writing its ``init`` raised from the closed pipe (uvloop: "the handler is closed"). In
+    # ``start`` that failed the container's start-up; in ``run``, reached from another
+    # worker's result, it would end that healthy worker's read loop. The death is reported
+    # through ``on_exit``; the write itself must not raise. (uvloop, as the CLI runs on.)
+    exits: list[int | None] = []
+
+    async def scenario() -> None:
+        async def on_exit(worker: WorkerProcess, returncode: int | None) -> None:
+            exits.append(returncode)
+
+        async def on_done(worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
+            raise AssertionError("nothing runs")
+
+        config = QueueConfig(name="q", handler="app.py:f", code_path=str(tmp_path))
+        worker = WorkerProcess(
+            container_id="c-1",
+            init={"config": config.to_dict(), "code_root": str(tmp_path), "stub_id": "s",
+                  "stub_type": DEPLOYMENT, "container_id": "c-1"},
+            env={}, on_done=on_done, on_exit=on_exit,
+        )  # fmt: skip
+        (tmp_path / "app.py").write_text("def f():\n    return 1\n")
+        assert await worker.start()
+        assert worker.proc is not None
+        worker.proc.kill()
+        await worker.proc.wait()
+        for _ in range(100):  # the pipe closes with the process
+            if worker.proc.stdin is not None and worker.proc.stdin.is_closing():
+                break
+            await asyncio.sleep(0.01)
+        worker._send({"op": "stop"})
+        for _ in range(100):
+            if exits:
+                break
+            await asyncio.sleep(0.01)
+
+    uvloop.run(scenario())
+    assert exits == [-9]
+
+
+async def test_a_failing_result_handler_does_not_deafen_the_worker(tmp_path: Path) -> None:
+    # The same finding's other half: an exception from the agent's ``on_done`` (where it feeds
+    # other workers) used to end this worker's read loop; its next results were never heard.
+    (tmp_path / "app.py").write_text("def double(x):\n    return 2 * x\n")
+    config = QueueConfig(name="q", handler="app.py:double", code_path=str(tmp_path))
+    heard: list[str] = []
+
+    async def on_done(worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
+        heard.append(msg["result"])
+        if len(heard) == 1:
+            raise RuntimeError("a bug while feeding other workers")
+
+    async def on_exit(worker: WorkerProcess, returncode: int | None) -> None:
+        return None
+
+    worker = WorkerProcess(
+        container_id="c-1",
+        init={"config": config.to_dict(), "code_root": str(tmp_path), "stub_id": "stub-1",
+              "stub_type": DEPLOYMENT, "container_id": "c-1"},
+        env={}, on_done=on_done, on_exit=on_exit,
+    )  # fmt: skip
+    try:
+        assert await worker.start()
+        for expected in (1, 2):
+            worker.run(_task(), time.time())
+            for _ in range(200):
+                if len(heard) == expected:
+                    break
+                await asyncio.sleep(0.02)
+        assert heard == ["40", "40"]
+    finally:
+        await worker.stop()
