@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from conveyor.agent.agent import Agent, AgentSettings
+from conveyor.agent.runtime import StubRuntime
 from conveyor.queue_config import QueueConfig
 from conveyor.store.base import Store
 from conveyor.store.records import NewTask, Stub, TaskView, Workspace
@@ -23,6 +24,16 @@ from conveyor.tasks import TaskStatus, is_terminal
 @pytest.fixture
 async def workspace(store: Store) -> Workspace:
     return await store.ensure_workspace("it")
+
+
+async def stepped_agent(store: Store, tmp_path: Path) -> tuple[Agent, StubRuntime]:
+    """An agent for one serve stub, not running: the test steps it and fills its containers."""
+    ws = await store.ensure_workspace("w")
+    config = QueueConfig(name="q", handler="q.py:f", code_path=str(tmp_path))
+    stub = await store.upsert_serve_stub(ws.id, "q", config.to_dict(), b"")
+    agent = Agent(store, AgentSettings(stub_ids=frozenset({stub.id})))
+    await agent.refresh_stubs()
+    return agent, agent.stubs[stub.id]
 
 
 class Harness:

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import orjson
 
-from conveyor.agent.agent import Agent, AgentSettings
 from conveyor.agent.runtime import Container
 from conveyor.agent.worker import WorkerState
-from conveyor.queue_config import QueueConfig
 from conveyor.store.base import Store
 from conveyor.store.records import NewTask, TaskRecord
 from conveyor.tasks import TaskStatus
+from tests.integration.conftest import stepped_agent
 
 
 class FakeWorker:
@@ -36,12 +35,8 @@ async def test_backlog_is_fed_even_when_another_containers_claim_comes_back_shor
     # Regression: found by the fault suite — tasks stayed RUNNING at attempt 1 forever. A
     # short claim for one container ended the dispatch round before another container's
     # backlog reached its idle worker, and heartbeats kept renewing the stranded leases.
-    ws = await store.ensure_workspace("w")
-    config = QueueConfig(name="q", handler="q.py:f", code_path=str(tmp_path))
-    stub = await store.upsert_serve_stub(ws.id, "q", config.to_dict(), b"")
-    agent = Agent(store, AgentSettings(stub_ids=frozenset({stub.id})))
-    await agent.refresh_stubs()
-    runtime = agent.stubs[stub.id]
+    agent, runtime = await stepped_agent(store, tmp_path)
+    stub = runtime.stub
     first, second = FakeWorker(), FakeWorker()
     runtime.containers = {
         "c1": Container("c1", stub.id, workers=[first]),  # type: ignore[list-item]
@@ -62,12 +57,8 @@ async def test_backlog_is_fed_even_when_another_containers_claim_comes_back_shor
 async def test_tasks_claimed_for_a_container_that_stopped_meanwhile_go_back(
     store: Store, tmp_path: Path
 ) -> None:
-    ws = await store.ensure_workspace("w")
-    config = QueueConfig(name="q", handler="q.py:f", code_path=str(tmp_path))
-    stub = await store.upsert_serve_stub(ws.id, "q", config.to_dict(), b"")
-    agent = Agent(store, AgentSettings(stub_ids=frozenset({stub.id})))
-    await agent.refresh_stubs()
-    runtime = agent.stubs[stub.id]
+    agent, runtime = await stepped_agent(store, tmp_path)
+    stub = runtime.stub
     worker = FakeWorker()
     container = Container("c1", stub.id, workers=[worker])  # type: ignore[list-item]
     runtime.containers = {"c1": container}

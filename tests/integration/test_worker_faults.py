@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import uvloop
 
-from conveyor.agent.agent import Agent, AgentSettings
 from conveyor.agent.runtime import Container
 from conveyor.agent.worker import Attempt, KillReason, WorkerProcess, WorkerState
 from conveyor.queue_config import QueueConfig
 from conveyor.store.base import Store
 from conveyor.store.records import DEPLOYMENT, TaskRecord
 from conveyor.tasks import TaskStatus
+from tests.integration.conftest import stepped_agent
 
 
 def _task() -> TaskRecord:
@@ -38,10 +39,21 @@ def _task() -> TaskRecord:
     )  # fmt: skip
 
 
+def _worker(
+    code_root: Path,
+    handler: str,
+    on_done: Callable[[WorkerProcess, Attempt, dict[str, Any]], Awaitable[None]],
+    on_exit: Callable[[WorkerProcess, int | None], Awaitable[None]],
+) -> WorkerProcess:
+    config = QueueConfig(name="q", handler=handler, code_path=str(code_root))
+    init = {"config": config.to_dict(), "code_root": str(code_root), "stub_id": "stub-1",
+            "stub_type": DEPLOYMENT, "container_id": "c-1"}  # fmt: skip
+    return WorkerProcess(container_id="c-1", init=init, env={}, on_done=on_done, on_exit=on_exit)
+
+
 async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("import time\n\ndef double(x):\n    time.sleep(0.5)\n"
                                      "    return 2 * x\n")  # fmt: skip
-    config = QueueConfig(name="q", handler="app.py:double", code_path=str(tmp_path))
     done: list[dict[str, Any]] = []
     exits: list[int | None] = []
 
@@ -51,12 +63,7 @@ async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: P
     async def on_exit(worker: WorkerProcess, returncode: int | None) -> None:
         exits.append(returncode)
 
-    worker = WorkerProcess(
-        container_id="c-1",
-        init={"config": config.to_dict(), "code_root": str(tmp_path), "stub_id": "stub-1",
-              "stub_type": DEPLOYMENT, "container_id": "c-1"},
-        env={}, on_done=on_done, on_exit=on_exit,
-    )  # fmt: skip
+    worker = _worker(tmp_path, "app.py:double", on_done, on_exit)
 
     async def feed_when_ready() -> None:  # as the agent's dispatch does, first in line
         await worker._ready.wait()
@@ -90,12 +97,8 @@ class _StoppedWorker:
 
 
 async def test_a_container_left_without_workers_is_retired(store: Store, tmp_path: Path) -> None:
-    ws = await store.ensure_workspace("w")
-    config = QueueConfig(name="q", handler="q.py:f", code_path=str(tmp_path))
-    stub = await store.upsert_serve_stub(ws.id, "q", config.to_dict(), b"")
-    agent = Agent(store, AgentSettings(stub_ids=frozenset({stub.id})))
-    await agent.refresh_stubs()
-    runtime = agent.stubs[stub.id]
+    agent, runtime = await stepped_agent(store, tmp_path)
+    stub = runtime.stub
     last = _StoppedWorker("c1", stub.id)
     runtime.containers["c1"] = Container("c1", stub.id, workers=[last])  # type: ignore[list-item]
     before = time.time()
@@ -126,13 +129,7 @@ def test_writing_to_a_worker_that_just_died_does_not_raise(tmp_path: Path) -> No
         async def on_done(worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
             raise AssertionError("nothing runs")
 
-        config = QueueConfig(name="q", handler="app.py:f", code_path=str(tmp_path))
-        worker = WorkerProcess(
-            container_id="c-1",
-            init={"config": config.to_dict(), "code_root": str(tmp_path), "stub_id": "s",
-                  "stub_type": DEPLOYMENT, "container_id": "c-1"},
-            env={}, on_done=on_done, on_exit=on_exit,
-        )  # fmt: skip
+        worker = _worker(tmp_path, "app.py:f", on_done, on_exit)
         (tmp_path / "app.py").write_text("def f():\n    return 1\n")
         assert await worker.start()
         assert worker.proc is not None
@@ -156,7 +153,6 @@ async def test_a_failing_result_handler_does_not_deafen_the_worker(tmp_path: Pat
     # The same finding's other half: an exception from the agent's ``on_done`` (where it feeds
     # other workers) used to end this worker's read loop; its next results were never heard.
     (tmp_path / "app.py").write_text("def double(x):\n    return 2 * x\n")
-    config = QueueConfig(name="q", handler="app.py:double", code_path=str(tmp_path))
     heard: list[str] = []
 
     async def on_done(worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
@@ -167,12 +163,7 @@ async def test_a_failing_result_handler_does_not_deafen_the_worker(tmp_path: Pat
     async def on_exit(worker: WorkerProcess, returncode: int | None) -> None:
         return None
 
-    worker = WorkerProcess(
-        container_id="c-1",
-        init={"config": config.to_dict(), "code_root": str(tmp_path), "stub_id": "stub-1",
-              "stub_type": DEPLOYMENT, "container_id": "c-1"},
-        env={}, on_done=on_done, on_exit=on_exit,
-    )  # fmt: skip
+    worker = _worker(tmp_path, "app.py:double", on_done, on_exit)
     try:
         assert await worker.start()
         for expected in (1, 2):
