@@ -95,6 +95,11 @@ def run(
     report.callback_deliveries = receiver.deliveries
     procs = {id(proc): proc for proc in [*rig.gateways, *rig.agents]}.values()
     report.errors_logged = logged_errors([proc.log_path for proc in procs])
+    # Expected faults are logged as one-line warnings; a traceback is a bug the run found.
+    report.violations += [
+        f"the processes logged a traceback {n}×: {error}"
+        for error, n in report.errors_logged.items()
+    ]
     report.seconds = time.monotonic() - started
     text = report.text() + "\n  fault log:\n" + "\n".join(f"    {line}" for line in rig.log)
     publish(text)

@@ -11,6 +11,8 @@ What is checked (see docs/reliability.md):
   lapsed, so the retry elsewhere was legitimate, and its own result was refused); two runs
   never share an attempt number;
 - callbacks: every terminal task with a callback URL got one, with its final status;
+- no tracebacks: expected faults are logged as one-line warnings, so a traceback in any
+  process log is a bug the run found (counted by what was raised);
 - the mix: ``raise`` → FAILED (ValueError), ``crash`` → COMPLETE on attempt 2 or later, the
   rest COMPLETE; a task whose retries were all used up by injected faults is FAILED with a
   WorkerCrashed/ContainerLost error after ``MAX_RETRIES + 1`` attempts and is counted apart.
