@@ -2,7 +2,10 @@
 
 The outbox lives in the store, so a restart loses nothing: rows are claimed with a lease,
 delivered, and marked; a failed delivery is retried with exponential backoff until
-``max_attempts`` deliveries have been tried.
+``max_attempts`` deliveries have been tried. At most ``max_concurrent`` deliveries are in
+flight at once: a burst of finished tasks (say, a backlog worked off after a restart) must not
+open a connection per callback to one receiver, which a small server answers with resets and
+each of those uses up an attempt.
 """
 
 from __future__ import annotations
@@ -47,9 +50,10 @@ class CallbackSender:
         max_attempts: int = 5,
         backoff_base_s: float = 2.0,
         backoff_cap_s: float = 300.0,
-        batch: int = 50,
+        batch: int = 32,
         lease_s: float = 60.0,
         http_timeout_s: float = 10.0,
+        max_concurrent: int = 8,
         tick_s: float = 5.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -60,6 +64,9 @@ class CallbackSender:
         self.batch = batch
         self.lease_s = lease_s
         self.tick_s = tick_s
+        #: A claimed batch takes turns on these: ``batch / max_concurrent`` rounds of at most
+        #: ``http_timeout_s`` each must fit in ``lease_s`` (32 / 8 × 10 s = 40 s < 60 s).
+        self._slots = asyncio.Semaphore(max_concurrent)
         self._client = client or httpx.AsyncClient(timeout=http_timeout_s)
         self._owns_client = client is None
 
@@ -112,7 +119,8 @@ class CallbackSender:
 
     async def _deliver(self, callback: Callback, now: float) -> None:
         try:
-            error = await self._post(callback, int(now))
+            async with self._slots:
+                error = await self._post(callback, int(now))
         except StoreError as exc:
             log.warning("callback %s: %s", callback.id, exc)
             return
