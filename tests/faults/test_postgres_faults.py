@@ -21,7 +21,7 @@ from tests.faults.cluster import (
 )
 from tests.faults.conftest import private_pg, task_count
 from tests.faults.scenario import Load, deploy, run
-from tests.faults.workload import QUEUE, Accepted, queue_options
+from tests.faults.workload import MAX_CONTAINERS, QUEUE, Accepted, queue_options
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
 
@@ -74,8 +74,17 @@ def _run_postgres(tmp_path: Path, seed: int, load: Load, netns: Netns | None) ->
                     url=f"http://127.0.0.1:{port}",
                 )
             )
+        # With another machine, this one has room for half the queue's containers, as a real
+        # machine would: else, after the far agent restarts, this one can take every slot and
+        # keep it warm, the far agent runs nothing, and the cut has nothing to cut off.
+        cpus = ["--cpus", str(MAX_CONTAINERS // 2)] if netns is not None else []
         agents = [
-            Proc("agent-a", conveyor_argv("worker", "--store", url), tmp_path / "agent-a", env)
+            Proc(
+                "agent-a",
+                conveyor_argv("worker", "--store", url, *cpus),
+                tmp_path / "agent-a",
+                env,
+            )
         ]
         cut_agent = None
         if netns is not None:

@@ -25,6 +25,7 @@ import orjson
 
 QUEUE = "chaos"
 MAX_RETRIES = 5
+MAX_CONTAINERS = 6
 #: The mix of DESIGN issue 6: 5 % raise, 2 % crash once, the rest no-ops and 50 ms sleeps.
 RAISE_SHARE, CRASH_SHARE, SLEEP_SHARE = 0.05, 0.02, 0.40
 CALLBACK_SHARE = 0.25
@@ -83,7 +84,7 @@ def queue_options(n_tasks: int) -> dict[str, Any]:
         "max_retries": MAX_RETRIES,
         "max_pending_tasks": n_tasks + 1000,
         "keep_warm_seconds": 30,
-        "autoscaler": {"max_containers": 6, "tasks_per_container": 2},
+        "autoscaler": {"max_containers": MAX_CONTAINERS, "tasks_per_container": 2},
     }
 
 
