@@ -95,59 +95,30 @@ class PrivatePostgres:
             " -c max_connections=200 -c fsync=off"
         )
 
+    def _pg_ctl(self, *args: str) -> None:
+        """``pg_ctl`` on this cluster, with its log file and server options."""
+        self._as_postgres(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
+            "-o", self._options(), "-w", *args,
+        )  # fmt: skip
+
     def start(self) -> None:
         self._as_postgres(
-            str(self.bindir / "initdb"),
-            "-D",
-            str(self.data),
-            "-U",
-            PG_USER,
-            "--auth=trust",
-            "-E",
-            "UTF8",
-        )
+            str(self.bindir / "initdb"), "-D", str(self.data), "-U", PG_USER,
+            "--auth=trust", "-E", "UTF8",
+        )  # fmt: skip
         with (self.data / "pg_hba.conf").open("a") as hba:
             hba.write("host all all 0.0.0.0/0 trust\n")
-        self._as_postgres(
-            str(self.bindir / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-o",
-            self._options(),
-            "-w",
-            "start",
-        )
+        self._pg_ctl("start")
 
     def restart(self) -> None:
         """``pg_ctl restart -m fast``: every session is cut, as a real restart does."""
-        self._as_postgres(
-            str(self.bindir / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-o",
-            self._options(),
-            "-m",
-            "fast",
-            "-w",
-            "restart",
-        )
+        self._pg_ctl("-m", "fast", "restart")
         self.restarts += 1
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.SubprocessError):
-            self._as_postgres(
-                str(self.bindir / "pg_ctl"),
-                "-D",
-                str(self.data),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            )
+            self._pg_ctl("-m", "immediate", "stop")
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
