@@ -26,6 +26,13 @@ async def workspace(store: Store) -> Workspace:
     return await store.ensure_workspace("it")
 
 
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll ``condition`` until it holds or ``seconds`` pass; the caller asserts after."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
 async def stepped_agent(store: Store, tmp_path: Path) -> tuple[Agent, StubRuntime]:
     """An agent for one serve stub, not running: the test steps it and fills its containers."""
     ws = await store.ensure_workspace("w")

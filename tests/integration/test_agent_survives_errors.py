@@ -17,13 +17,7 @@ from conveyor.gateway.settings import GatewaySettings
 from conveyor.serve import _run_together, _uvicorn
 from conveyor.store.base import Store
 from tests.faults.cluster import free_port
-
-
-async def _until(condition: object, seconds: float = 5.0) -> None:
-    for _ in range(int(seconds / 0.01)):
-        if callable(condition) and condition():
-            return
-        await asyncio.sleep(0.01)
+from tests.integration.conftest import until
 
 
 async def test_dispatch_goes_on_after_an_unexpected_error(
@@ -43,7 +37,7 @@ async def test_dispatch_goes_on_after_an_unexpected_error(
     try:
         with caplog.at_level(logging.ERROR):
             agent._wake.set()
-            await _until(lambda: len(calls) >= 2)
+            await until(lambda: len(calls) >= 2)
         assert len(calls) >= 2, "dispatch never ran again after the error"
         assert not loop.done()
         assert "dispatch failed" in caplog.text
@@ -68,7 +62,7 @@ async def test_tick_goes_on_after_an_unexpected_error(
     running = asyncio.create_task(agent.run(stop))
     try:
         with caplog.at_level(logging.ERROR):
-            await _until(lambda: len(ticks) >= 3)
+            await until(lambda: len(ticks) >= 3)
         assert len(ticks) >= 3, "the agent stopped ticking after the error"
         assert not running.done()
         assert "tick failed" in caplog.text

@@ -25,7 +25,7 @@ from conveyor.queue_config import QueueConfig
 from conveyor.store.base import Store
 from conveyor.store.records import DEPLOYMENT, TaskRecord
 from conveyor.tasks import TaskStatus
-from tests.integration.conftest import stepped_agent
+from tests.integration.conftest import stepped_agent, until
 
 
 def _task() -> TaskRecord:
@@ -75,10 +75,7 @@ async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: P
         assert await worker.start() is True
         await feeder
         assert worker.state is WorkerState.BUSY and worker.kill_reason is None
-        for _ in range(300):
-            if done:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: bool(done), 15)
         assert done and done[0]["status"] == "COMPLETE" and done[0]["result"] == "40"
         assert exits == []
     finally:
@@ -104,10 +101,7 @@ async def test_a_container_left_without_workers_is_retired(store: Store, tmp_pat
     before = time.time()
 
     await agent._on_exit(last, -15)  # type: ignore[arg-type]
-    for _ in range(100):
-        if "c1" not in runtime.containers:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: "c1" not in runtime.containers)
 
     # Gone, so autoscale counts it no more and starts a fresh one after the retry pause.
     assert "c1" not in runtime.containers
@@ -135,15 +129,10 @@ def test_writing_to_a_worker_that_just_died_does_not_raise(tmp_path: Path) -> No
         assert worker.proc is not None
         worker.proc.kill()
         await worker.proc.wait()
-        for _ in range(100):  # the pipe closes with the process
-            if worker.proc.stdin is not None and worker.proc.stdin.is_closing():
-                break
-            await asyncio.sleep(0.01)
+        stdin = worker.proc.stdin
+        await until(lambda: stdin is not None and stdin.is_closing())  # closes with the process
         worker._send({"op": "stop"})
-        for _ in range(100):
-            if exits:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(exits))
 
     uvloop.run(scenario())
     assert exits == [-9]
@@ -168,10 +157,7 @@ async def test_a_failing_result_handler_does_not_deafen_the_worker(tmp_path: Pat
         assert await worker.start()
         for expected in (1, 2):
             worker.run(_task(), time.time())
-            for _ in range(200):
-                if len(heard) == expected:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda n=expected: len(heard) == n)
         assert heard == ["40", "40"]
     finally:
         await worker.stop()
