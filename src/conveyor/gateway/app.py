@@ -34,6 +34,7 @@ from conveyor.gateway.openapi import (
     DEPLOY_BODY,
     ENQUEUE_BODY,
     clean_openapi,
+    docs_routes,
     responses,
 )
 from conveyor.gateway.plain_route import GatewayRoute, PlainRoute
@@ -148,6 +149,8 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # /docs is in the route table, with local assets
+        redoc_url=None,
     )
     app.state.gateway = GatewayState(
         store=store,
@@ -235,5 +238,6 @@ routes: list[BaseRoute] = [
            auth=None),
     _route("/metrics", health.metrics, "GET", "Prometheus metrics", None, (), auth=None,
            response_class=Response, media_type=CONTENT_TYPE),
+    *docs_routes,
     *dashboard_routes,  # /dashboard: HTML pages over these same handlers (DESIGN A4)
 ]
