@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
 HANDLERS = Path(__file__).with_name("handlers.py")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 TOKEN = "cv_browser_test_token"
-QUEUES = ("work", "slow", "backlog", "boom")
+QUEUES = ("work", "slow", "backlog", "boom", "long_named")
 
 
 @dataclass
@@ -132,7 +132,7 @@ def browser(chromium: Path) -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, server: Server) -> Iterator[Any]:
     """A signed-in page, in a fresh browser context (its own cookies)."""
-    context = browser.new_context(viewport={"width": 1440, "height": 820})
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(20_000)
     signed_in = context.new_page()
     sign_in(signed_in, server)

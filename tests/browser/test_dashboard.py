@@ -83,15 +83,49 @@ def test_task_goes_pending_running_complete_live(browser: Any, page: Any, server
     screenshot(detail, "task.png")
 
 
-def test_cancel_button_cancels_a_running_task(page: Any, server: Server) -> None:
+def test_task_page_keeps_the_queues_stats_apart_from_the_tasks_fields(
+    page: Any, server: Server
+) -> None:
+    task_id = server.put("work", seconds=0, label="apart")
+    server.wait_status(task_id, "COMPLETE")
+    page.goto(f"{server.url}/dashboard/tasks/{task_id}")
+    fields = page.inner_text("#task-fields")
+    assert "Attempts" in fields and "Container" in fields
+    assert "Queue depth" not in fields and "Live containers" not in fields
+    stats = page.locator("#queue-stats")
+    assert stats.get_attribute("aria-labelledby") == "queue-stats-title"
+    assert stats.locator("#queue-stats-title").inner_text().startswith("Queue work")
+    assert "Queue depth" in stats.inner_text() and "Live containers" in stats.inner_text()
+    stats.locator("a", has_text="work").first.click()
+    page.wait_for_url(f"{server.url}/dashboard/tasks?queue=work")
+
+
+def test_cancel_button_asks_then_cancels_a_running_task(page: Any, server: Server) -> None:
     task_id = server.put("slow", seconds=120)
     server.wait_status(task_id, "RUNNING")
     page.goto(f"{server.url}/dashboard/tasks/{task_id}")
     badge_is(page, "#task [data-field=status]", "RUNNING")
+    cancels: list[str] = []
+    page.on("request", lambda r: cancels.append(r.url) if "/live/cancel" in r.url else None)
+    dialog = page.locator("dialog#confirm-cancel")
+
+    page.click("#cancel")  # asks first; keeping the task (or Escape) sends nothing
+    assert dialog.is_visible() and task_id in dialog.inner_text()
+    screenshot(page, "cancel_confirm.png")
+    page.click("#confirm-cancel button[value=keep]")
+    dialog.wait_for(state="hidden")
     page.click("#cancel")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    page.reload()  # after a round trip to the server, a cancel sent by mistake would show
+    assert cancels == [] and server.task(task_id)["status"] == "RUNNING"
+    badge_is(page, "#task [data-field=status]", "RUNNING")
+
+    page.click("#cancel")
+    page.click("#confirm-cancel button[value=cancel]")
     badge_is(page, "#task [data-field=status]", "CANCELLED")
     page.wait_for_selector("#cancel", state="detached")  # no button on a terminal task
-    assert server.task(task_id)["status"] == "CANCELLED"
+    assert server.task(task_id)["status"] == "CANCELLED" and len(cancels) == 1
 
 
 def test_output_link_downloads_the_file(page: Any, server: Server) -> None:
@@ -136,6 +170,15 @@ def test_tasks_page_filters_and_paginates(page: Any, server: Server) -> None:
     assert second[:5] == ids[::-1][50:]  # the API's cursor: no gap, no repeat
     page.goto(f"{server.url}/dashboard/tasks?status=bogus")
     assert "unknown status" in page.inner_text("[role=alert]")
+
+
+def test_an_unknown_queue_is_said_not_shown_as_all_queues(page: Any, server: Server) -> None:
+    answer = page.goto(f"{server.url}/dashboard/tasks?queue=nosuch")
+    assert answer is not None and answer.status == 404
+    assert page.inner_text("[role=alert]") == "unknown queue 'nosuch'"
+    picked = page.eval_on_selector("select[name=queue]", "s => s.selectedOptions[0].value")
+    assert picked == "nosuch"
+    assert page.locator("table.tasks").count() == 0  # no "No tasks match" as if it were empty
 
 
 def test_dashboard_scripts_need_the_cookie(server: Server) -> None:
