@@ -225,7 +225,17 @@ def serve_cmd(
 
     from conveyor.serve import serve
 
-    _run(serve(targets, store_url=store, host=host, port=port, token=token, on_ready=ready))
+    _run(
+        serve(
+            targets,
+            store_url=store,
+            host=host,
+            port=port,
+            token=token,
+            on_ready=ready,
+            on_notice=lambda line: out.print(line, highlight=False, markup=False),
+        )
+    )
 
 
 @app.command("server")

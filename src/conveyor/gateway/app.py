@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from conveyor.callbacks import CallbackSender
 from conveyor.dashboard.routes import routes as dashboard_routes
 from conveyor.gateway import deploy, health, outputs, queues, sse, task_routes
+from conveyor.gateway.agents import AgentDirectory
 from conveyor.gateway.body_limit import BodyLimitMiddleware
 from conveyor.gateway.enqueue import (
     bind,
@@ -157,6 +158,7 @@ def create_app(
         settings=settings,
         signer=OutputSigner(settings.server_secret),
         metrics=GatewayMetrics(),
+        agents=AgentDirectory(store),
     )
     install_error_handlers(app, settings.retry_after_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
