@@ -35,6 +35,7 @@ QUEUES = ("work", "slow", "backlog", "boom", "long_named")
 class Server:
     url: str
     token: str
+    store_url: str
 
     @property
     def auth(self) -> dict[str, str]:
@@ -88,12 +89,13 @@ def chromium() -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("serve")
+    store_url = f"sqlite:///{folder}/conveyor.db"
     port = _free_port()
     log = (folder / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "serve",
          *(f"{HANDLERS}:{name}" for name in QUEUES),
-         "--port", str(port), "--token", TOKEN, "--store", f"sqlite:///{folder}/conveyor.db"],
+         "--port", str(port), "--token", TOKEN, "--store", store_url],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -108,7 +110,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((folder / "serve.log").read_text())
             time.sleep(0.1)
-        yield Server(url, TOKEN)
+        yield Server(url, TOKEN, store_url)
     finally:
         process.send_signal(signal.SIGINT)
         try:

@@ -4,10 +4,15 @@ depth, live task statuses, cancel, outputs, errors. Each page's screenshot lands
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
+from conveyor.queue_config import QueueConfig
+from conveyor.serve import DEFAULT_WORKSPACE
+from conveyor.store import open_store
 from tests.browser.conftest import Server, screenshot
 
 
@@ -57,6 +62,33 @@ def test_queues_page_shows_depth_change_without_reload(page: Any, server: Server
     server.cancel(*ids)
     badge_is(page, depth, "0")
     assert page.evaluate("window.notReloaded") is True
+
+
+def test_queues_page_says_where_each_route_goes_and_what_no_agent_runs(
+    page: Any, server: Server
+) -> None:
+    """A served version this serve does not run (left by an earlier serve) is flagged."""
+
+    async def left_behind() -> None:
+        store = open_store(server.store_url)
+        await store.open()
+        try:
+            ws = await store.ensure_workspace(DEFAULT_WORKSPACE)
+            config = QueueConfig(name="orphan", handler="gone.py:orphan", code_path="/nowhere")
+            await store.upsert_serve_stub(ws.id, "orphan", config.to_dict(), b"")
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
+        thread.submit(asyncio.run, left_behind()).result()
+    page.reload()
+    served = page.locator("tr[data-queue=backlog] .version.routed")
+    assert served.inner_text().startswith("v1") and "route" in served.inner_text()
+    assert page.locator("tr[data-queue=backlog] [data-warning]").count() == 0
+    orphan = page.locator("tr[data-queue=orphan]")
+    orphan.wait_for()
+    assert "unrun" in (orphan.locator(".version.routed").get_attribute("class") or "")
+    assert orphan.locator("[data-warning]").inner_text() == "no agent runs orphan v1: its tasks wait"
 
 
 def test_task_goes_pending_running_complete_live(browser: Any, page: Any, server: Server) -> None:
