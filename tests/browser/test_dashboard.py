@@ -88,7 +88,8 @@ def test_queues_page_says_where_each_route_goes_and_what_no_agent_runs(
     orphan = page.locator("tr[data-queue=orphan]")
     orphan.wait_for()
     assert "unrun" in (orphan.locator(".version.routed").get_attribute("class") or "")
-    assert orphan.locator("[data-warning]").inner_text() == "no agent runs orphan v1: its tasks wait"
+    warning = orphan.locator("[data-warning]").inner_text()
+    assert warning == "no agent runs orphan v1: its tasks wait"
 
 
 def test_task_goes_pending_running_complete_live(browser: Any, page: Any, server: Server) -> None:
