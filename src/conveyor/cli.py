@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Coroutine, Iterator
 from enum import StrEnum
@@ -22,6 +23,7 @@ from rich.console import Console
 from conveyor import cli_render as render
 from conveyor.bundle import IGNORE_FILE, make_bundle
 from conveyor.client import (
+    DEFAULT_URL,
     ENV_TOKEN,
     ENV_URL,
     Client,
@@ -29,7 +31,7 @@ from conveyor.client import (
     enqueue_call,
     load_settings,
 )
-from conveyor.errors import ConveyorError, NotConfigured, WaitTimeout
+from conveyor.errors import ConveyorError, HTTPError, WaitTimeout
 from conveyor.tasks import TaskStatus
 
 if TYPE_CHECKING:
@@ -41,7 +43,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_STORE = "sqlite:///.conveyor/conveyor.db"
-DEFAULT_URL = "http://127.0.0.1:8000"
 #: Exit codes of the waiting commands.
 EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT = 0, 1, 2
 
@@ -73,7 +74,7 @@ app.add_typer(task_app, name="task")
 app.add_typer(queue_app, name="queue")
 
 out = Console()
-if not out.is_terminal:
+if not out.is_terminal and "COLUMNS" not in os.environ:
     out.width = 200  # whole table rows for pipes (grep, less), not 80 columns
 err = Console(stderr=True)
 
@@ -152,19 +153,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 def _client(url: str | None, token: str | None) -> Client:
     """Options and their variables first, then ~/.conveyor/config.toml, then the default URL."""
-    try:
-        found_url, found_token = load_settings({ENV_URL: url or "", ENV_TOKEN: token or ""})
-    except NotConfigured:
-        if token:
-            return Client(url or DEFAULT_URL, token)
-        try:
-            found_url, found_token = load_settings({ENV_URL: url or DEFAULT_URL})
-        except NotConfigured:
-            raise NotConfigured(
-                f'no token: pass --token, set {ENV_TOKEN} or put token = "…" in '
-                "~/.conveyor/config.toml"
-            ) from None
-    return Client(found_url, found_token)
+    return Client(*load_settings({ENV_URL: url or "", ENV_TOKEN: token or ""}))
 
 
 def _statuses(text: str) -> list[str]:
@@ -176,12 +165,29 @@ def _statuses(text: str) -> list[str]:
     return list(dict.fromkeys(statuses))
 
 
-def _ids(task_ids: list[str]) -> list[str]:
-    """The ids given, or the whitespace-separated ids on stdin for ``-``; duplicates once."""
+def _ids(task_ids: list[str], nothing: str) -> list[str]:
+    """The ids given, or the whitespace-separated ids on stdin for ``-``; duplicates once.
+
+    An empty stdin (a filter that matched no task) is no failure: ``nothing`` is said on
+    stderr and the command exits 0.
+    """
     ids = sys.stdin.read().split() if task_ids == ["-"] else task_ids
     if not ids:
-        raise typer.BadParameter("no task ids given", param_hint="ID...")
+        err.print(nothing, highlight=False)
+        raise typer.Exit(EXIT_OK)
     return list(dict.fromkeys(ids))
+
+
+def _known_queue(client: Client, name: str) -> None:
+    """Refuse a queue name the workspace does not have, naming those it has."""
+    try:
+        client.queue(name)
+    except HTTPError as exc:
+        if exc.status_code != 404:
+            raise
+        names = ", ".join(q["name"] for q in client.queues())
+        known = f"known queues: {names}" if names else "no queue is deployed yet"
+        raise ConveyorError(f"unknown queue {name!r}; {known}") from None
 
 
 @app.command("serve")
@@ -208,18 +214,20 @@ def serve_cmd(
 
     def ready(info: ServeInfo) -> None:
         out.print(f"[bold green]conveyor[/bold green] serving on [bold]{info.url}[/bold]")
-        for stub in info.stubs:
+        for queue in info.queues:
+            stub = queue.stub
             out.print(f"  queue [cyan]{stub.name}[/cyan] v{stub.version}  stub {stub.id}")
         out.print(f"  token  {info.token}")
-        if info.stubs:
-            name = info.stubs[0].name
+        if info.queues:
+            first = info.queues[0]
+            queue_url = f"{info.url}/taskqueue/{first.stub.name}"
+            body = orjson.dumps(first.example_body).decode()
             out.print("  try:", highlight=False)
             out.print(
-                f"    curl -s -X POST {info.url}/taskqueue/{name} "
-                f"-H 'Authorization: Bearer {info.token}' -H 'Content-Type: application/json' "
-                "-d '{\"x\": 3}'",
+                "    " + render.curl_line(queue_url, info.token, body),
                 highlight=False,
                 soft_wrap=True,
+                markup=False,
             )
         out.print("  Ctrl-C stops.", highlight=False)
 
@@ -400,7 +408,8 @@ def put_cmd(
 
     The JSON object's keys are the handler's keyword arguments, or give "args" and "kwargs".
 
-    With --wait: a live status line until the task ends, then its result as JSON.
+    With --wait: a live status line until the task ends, then its final status (stderr) and
+    its result as JSON (stdout).
 
     Exit code with --wait: 0 if the task is COMPLETE, 1 for any other end, 2 on --timeout.
 
@@ -422,6 +431,7 @@ def put_cmd(
     if task["status"] != TaskStatus.COMPLETE:
         render.print_error(err, "task " + render.outcome_line(task).plain)
         raise typer.Exit(EXIT_FAILED)
+    err.print(render.ended_line(task), highlight=False)
     render.print_json(task.get("result"))
 
 
@@ -449,6 +459,8 @@ def task_list(
     if queue:
         filters["queue"] = queue
     with _reported(), _client(url, token) as client:
+        if queue:
+            _known_queue(client, queue)
         answer = client.tasks(**filters)
     if output is ListFormat.json:
         render.print_json(answer["data"])
@@ -475,7 +487,7 @@ def task_get(
     if output is TaskFormat.json:
         render.print_json(task)
     else:
-        out.print(render.task_panel(task))
+        render.print_task(out, task)
 
 
 @task_app.command("stop")
@@ -492,7 +504,7 @@ def task_stop(
 
     Example: conveyor task stop ID1 ID2   or   cat ids.txt | conveyor task stop -
     """
-    ids = _ids(task_ids)
+    ids = _ids(task_ids, "nothing to stop: no task ids on stdin")
     with _reported(), _client(url, token) as client:
         answer = client.cancel(ids)
     what = {task_id: "cancelled" for task_id in answer.get("cancelled", [])}
@@ -518,7 +530,7 @@ def task_wait(
 
     Example: conveyor task wait 0b6c0c1e-4d1c-4c29-9a7e-1f2d1f0b7a55 --timeout 600
     """
-    ids = _ids(task_ids)
+    ids = _ids(task_ids, "nothing to wait for: no task ids on stdin")
     with _reported(), _client(url, token) as client:
         latest, finished = render.wait_tasks(client, ids, timeout, err)
     for task_id in ids:

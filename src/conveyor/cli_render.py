@@ -10,6 +10,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -91,6 +92,16 @@ def outcome_line(task: Mapping[str, Any]) -> Text:
     return line
 
 
+def ended_line(task: Mapping[str, Any]) -> Text:
+    """``task <id> COMPLETE in 0.2 s``: from its creation to its end, by the task's own times."""
+    line = Text.assemble("task ", task["id"], " ", status_text(task["status"]))
+    created, ended = task.get("created_at"), task.get("ended_at")
+    if created and ended:
+        took = datetime.fromisoformat(ended) - datetime.fromisoformat(created)
+        line.append(f" in {took.total_seconds():.1f} s")
+    return line
+
+
 # -- tables and panels ---------------------------------------------------------------------
 
 
@@ -155,13 +166,19 @@ def task_panel(task: Mapping[str, Any]) -> Panel:
         parts.append(Text(f"{error.get('type')}: {error.get('message')}", style="red"))
         if error.get("traceback"):
             parts.append(Text(str(error["traceback"]).rstrip(), style="dim"))
+    return Panel(Group(*parts), title=f"task {task['id']}", title_align="left", expand=False)
+
+
+def print_task(console: Console, task: Mapping[str, Any]) -> None:
+    """The panel, then each output's URL on a line of its own below it: inside the box, a
+    long URL would be folded across its borders and could not be copied whole."""
+    console.print(task_panel(task))
     outputs = task.get("outputs") or []
     if outputs:
-        parts.append(Text("\noutputs", style="bold"))
-        for output in outputs:
-            link = Text(output["name"], style=f"link {output['url']}")
-            parts.append(Text.assemble("  ", link, "  ", (output["url"], "dim")))
-    return Panel(Group(*parts), title=f"task {task['id']}", title_align="left", expand=False)
+        console.print(Text("outputs", style="bold"))
+    for output in outputs:
+        link = Text(output["name"], style=f"link {output['url']}")
+        console.print(Text.assemble("  ", link, "  ", output["url"]), soft_wrap=True)
 
 
 def queue_table(queues: Sequence[Mapping[str, Any]]) -> Table:

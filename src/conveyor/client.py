@@ -35,6 +35,8 @@ from conveyor.tasks import TaskStatus, is_terminal
 
 ENV_URL = "CONVEYOR_URL"
 ENV_TOKEN = "CONVEYOR_TOKEN"
+#: The gateway when none is configured: where ``conveyor serve`` listens by default.
+DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT_S = 30.0
 #: Polling intervals when no event stream is available: start fast, back off to the cap.
 POLL_START_S, POLL_CAP_S = 0.1, 2.0
@@ -48,7 +50,8 @@ def load_settings(
     environ: Mapping[str, str] | None = None, path: Path | None = None
 ) -> tuple[str, str]:
     """``(url, token)`` from CONVEYOR_URL / CONVEYOR_TOKEN, else ``~/.conveyor/config.toml``
-    (``url = "…"``, ``token = "…"``); environment values win key by key."""
+    (``url = "…"``, ``token = "…"``), else ``DEFAULT_URL``; environment values win key by
+    key. No token anywhere is ``NotConfigured``."""
     environ = os.environ if environ is None else environ
     path = config_path() if path is None else path
     file_values: dict[str, Any] = {}
@@ -57,11 +60,21 @@ def load_settings(
             file_values = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
             raise NotConfigured(f"cannot read {path}: {exc}") from None
-    url = environ.get(ENV_URL) or file_values.get("url")
+    url = environ.get(ENV_URL) or file_values.get("url") or DEFAULT_URL
     token = environ.get(ENV_TOKEN) or file_values.get("token")
-    if not isinstance(url, str) or not url or not isinstance(token, str) or not token:
-        raise NotConfigured()
+    if not isinstance(url, str):
+        raise NotConfigured(f"url in {path} must be a string")
+    if not isinstance(token, str) or not token:
+        raise NotConfigured(
+            f'no token: set {ENV_TOKEN} (or pass --token to the conveyor command) or put '
+            f'token = "…" in {path}'
+        )
     return url, token
+
+
+def with_scheme(url: str) -> str:
+    """``localhost:8001`` → ``http://localhost:8001``: a gateway URL without scheme is HTTP."""
+    return url if "://" in url else "http://" + url
 
 
 # -- requests and answers, shared by both clients ------------------------------------------------
@@ -145,6 +158,10 @@ def queues_call() -> Call:
     return Call("GET", "/v2/taskqueue/")
 
 
+def queue_call(name: str) -> Call:
+    return Call("GET", f"/v2/taskqueue/{quote(name, safe='')}")
+
+
 def deploy_files(config_json: str, bundle: bytes) -> dict[str, tuple[str, bytes, str]]:
     """The multipart fields of ``POST /v2/deployment/``: the QueueConfig JSON and the zip."""
     return {
@@ -214,7 +231,7 @@ class SseDecoder:
 
 class _Base:
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        self.url = url.rstrip("/")
+        self.url = with_scheme(url).rstrip("/")
         self.token = token
         self.timeout = timeout
 
@@ -311,6 +328,11 @@ class AsyncClient(_Base):
     async def queues(self) -> list[dict[str, Any]]:
         """Queues of the workspace with versions, depth, containers and counts per status."""
         answer: list[dict[str, Any]] = (await self.send(queues_call()))["data"]
+        return answer
+
+    async def queue(self, name: str) -> dict[str, Any]:
+        """One queue, as in ``queues()``; ``HTTPError`` 404 for an unknown name."""
+        answer: dict[str, Any] = await self.send(queue_call(name))
         return answer
 
     async def deploy(self, config_json: str, bundle: bytes) -> dict[str, Any]:
@@ -466,6 +488,11 @@ class Client(_Base):
     def queues(self) -> list[dict[str, Any]]:
         """Queues of the workspace with versions, depth, containers and counts per status."""
         answer: list[dict[str, Any]] = self.send(queues_call())["data"]
+        return answer
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """One queue, as in ``queues()``; ``HTTPError`` 404 for an unknown name."""
+        answer: dict[str, Any] = self.send(queue_call(name))
         return answer
 
     def deploy(self, config_json: str, bundle: bytes) -> dict[str, Any]:

@@ -6,6 +6,8 @@
     ├── ConfigError                 invalid decorator value, settings or store URL
     ├── DirectCallError             a task queue was called like a plain function
     ├── InvalidOutput               an ``Output`` with a bad name, path or data
+    ├── PartEnded                   the gateway or the agent of a process ended unexpectedly
+    ├── StartupError                a process could not start: busy port, store not opened
     ├── StoreError                  the store failed (driver errors are wrapped here)
     │   ├── StoreUnavailable        the store cannot be reached (HTTP 503)
     │   ├── NotFound                unknown or foreign id (HTTP 404)
@@ -53,6 +55,10 @@ class InvalidOutput(ConveyorError, ValueError):
 
 class PartEnded(ConveyorError):
     """A part of this process (its gateway or its agent) ended unexpectedly."""
+
+
+class StartupError(ConveyorError):
+    """The process could not start."""
 
 
 class StoreError(ConveyorError):

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import secrets
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
 
 from conveyor.agent.agent import Agent, AgentSettings
-from conveyor.errors import PartEnded
+from conveyor.errors import PartEnded, StartupError, StoreError
 from conveyor.gateway.app import create_app
 from conveyor.gateway.settings import GatewaySettings
 from conveyor.loader import load_target
@@ -29,10 +33,17 @@ log = logging.getLogger("conveyor")
 
 
 @dataclass(frozen=True)
+class ServedQueue:
+    stub: Stub
+    #: A request body for a first ``curl``: the handler's parameters (``Target.example_body``).
+    example_body: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class ServeInfo:
     url: str
     token: str
-    stubs: Sequence[Stub]
+    queues: Sequence[ServedQueue]
 
 
 def sqlite_folder(store_url: str) -> Path:
@@ -52,23 +63,37 @@ async def ensure_token(store: Store, workspace_id: str, token: str | None, keep:
     if found is None:
         await store.create_token(workspace_id, token)
     elif found.id != workspace_id:
-        raise SystemExit("that token belongs to another workspace")
+        raise StartupError(
+            f"that token belongs to another workspace than {DEFAULT_WORKSPACE!r}; "
+            "pass one of its tokens to --token, or none"
+        )
     keep.parent.mkdir(parents=True, exist_ok=True)
     keep.write_text(token + "\n")
     keep.chmod(0o600)
     return token
 
 
-async def register_targets(store: Store, workspace_id: str, specs: Sequence[str]) -> list[Stub]:
-    stubs = []
+async def register_targets(
+    store: Store, workspace_id: str, specs: Sequence[str]
+) -> list[ServedQueue]:
+    served = []
     for spec in specs:
         target = load_target(spec)
         config = target.config(code_path=str(target.path.parent))
         stub = await store.upsert_serve_stub(
             workspace_id, config.name, config.to_dict(), target.path.read_bytes()
         )
-        stubs.append(stub)
-    return stubs
+        served.append(ServedQueue(stub, target.example_body()))
+    return served
+
+
+def shown_store(url: str) -> str:
+    """``url`` for messages: any password in it masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, _, place = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user_info.partition(':')[0]}:***@{place}").geturl()
 
 
 @contextlib.asynccontextmanager
@@ -78,8 +103,14 @@ async def _opened(store_url: str, stop: asyncio.Event) -> AsyncIterator[Store]:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    store = open_store(store_url)
-    await store.open()
+    store = open_store(store_url)  # a malformed URL: ConfigError, naming the accepted forms
+    try:
+        await store.open()
+    except StoreError as exc:
+        raise StartupError(
+            f"cannot open the store {shown_store(store_url)}: {exc}; "
+            "check --store (or CONVEYOR_STORE)"
+        ) from None
     try:
         yield store
     finally:
@@ -87,14 +118,61 @@ async def _opened(store_url: str, stop: asyncio.Event) -> AsyncIterator[Store]:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: ``stop`` decides, so the agent drains first."""
+    """uvicorn on sockets bound beforehand (``listening``), without its own signal handlers:
+    ``stop`` decides, so the agent drains first."""
+
+    def __init__(self, config: uvicorn.Config, listening: list[socket.socket]) -> None:
+        super().__init__(config)
+        self.listening = listening
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
 
-def _uvicorn(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+def _listening(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on every address of ``host`` (as asyncio's ``create_server`` binds
+    them), or a ``StartupError`` that says what to pass instead.
+
+    Bound here because uvicorn, binding itself, logs the error and then exits the event loop
+    with a traceback.
+    """
+    if not 0 < port < 65536:  # getaddrinfo would quietly take it modulo 65536
+        raise StartupError(f"{port} is not a port number; pass --port between 1 and 65535")
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {host!r}: {exc}; pass --host an address of "
+                           "this machine, e.g. 127.0.0.1 or 0.0.0.0") from None
+    sockets: list[socket.socket] = []
+    for family, kind, proto, _, address in dict.fromkeys(found):
+        sock = socket.socket(family, kind, proto)
+        sockets.append(sock)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen()  # uvicorn listens again, with its backlog
+        except OSError as exc:
+            for opened in sockets:
+                opened.close()
+            raise StartupError(_bind_problem(exc, host, port)) from None
+    return sockets
+
+
+def _bind_problem(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is already in use; pass --port to pick another"
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; pass --port 1024 or above"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; pass --host 127.0.0.1 or 0.0.0.0"
+    return f"cannot listen on {host}:{port}: {exc.strerror}; pass another --host or --port"
+
+
+def _uvicorn(app: FastAPI, host: str, port: int) -> _Server:
+    listening = _listening(host, port)
     config = uvicorn.Config(
         app,
         host=host,
@@ -105,7 +183,7 @@ def _uvicorn(app: FastAPI, host: str, port: int) -> uvicorn.Server:
         http="httptools",
         loop="asyncio",
     )
-    return _Server(config)
+    return _Server(config, listening)
 
 
 async def serve(
@@ -127,21 +205,23 @@ async def serve(
         workspace = await store.ensure_workspace(DEFAULT_WORKSPACE)
         folder = sqlite_folder(store_url)
         token = await ensure_token(store, workspace.id, token, folder / "token")
-        stubs = await register_targets(store, workspace.id, specs)
+        served = await register_targets(store, workspace.id, specs)
         agent = Agent(
             store,
-            AgentSettings(stub_ids=frozenset(s.id for s in stubs), code_cache=folder / "code"),
+            AgentSettings(
+                stub_ids=frozenset(q.stub.id for q in served), code_cache=folder / "code"
+            ),
         )
         app = create_app(store, GatewaySettings(), deliver_callbacks=True)
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
         if on_notice is not None:
-            served = {s.id for s in stubs}
-            watch = watch_routes(store, workspace.id, served, on_notice, stop)
+            ids = {q.stub.id for q in served}
+            watch = watch_routes(store, workspace.id, ids, on_notice, stop)
             jobs.append(_after(announced, watch))
 
         async def started() -> None:
-            await _announce(on_ready, host, port, token, stubs)
+            await _announce(on_ready, host, port, token, served)
             announced.set()
 
         await _run_together(stop, _uvicorn(app, host, port), *jobs, on_started=started)
@@ -173,19 +253,19 @@ async def run_worker(
 
 async def _run_together(
     stop: asyncio.Event,
-    server: uvicorn.Server,
+    server: _Server,
     *jobs: Awaitable[None],
     on_started: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=server.listening))
     others = [asyncio.ensure_future(job) for job in jobs]
     while not server.started and not serving.done():
         await asyncio.sleep(0.02)
     if serving.done():
         stop.set()
         await asyncio.gather(*others, return_exceptions=True)
-        serving.result()  # re-raise why uvicorn could not start (e.g. port in use)
-        raise SystemExit(f"the server stopped at start-up (is port {server.config.port} free?)")
+        serving.result()  # re-raise why uvicorn could not start
+        raise StartupError("the gateway stopped during its start-up")
     if on_started is not None:
         await on_started()
     stopping = asyncio.ensure_future(stop.wait())
@@ -207,11 +287,11 @@ async def _announce(
     host: str,
     port: int,
     token: str,
-    stubs: Sequence[Stub],
+    served: Sequence[ServedQueue],
 ) -> None:
     if on_ready is None:
         return
     shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    result = on_ready(ServeInfo(f"http://{shown}:{port}", token, stubs))
+    result = on_ready(ServeInfo(f"http://{shown}:{port}", token, served))
     if result is not None:
         await result

@@ -24,7 +24,7 @@ from conveyor.tasks import TaskStatus, is_terminal
 HANDLERS = '''
     import time
 
-    from conveyor import task_queue
+    from conveyor import Output, task_queue
 
 
     @task_queue(name="fast", keep_warm_seconds=60)
@@ -41,8 +41,20 @@ HANDLERS = '''
     @task_queue(name="failing", max_retries=0, keep_warm_seconds=60)
     def failing(message: str = "boom") -> None:
         raise ValueError(message)
+
+
+    @task_queue(name="saving", keep_warm_seconds=60)
+    def saving(name: str = "report.txt") -> str:
+        Output.from_bytes(name, b"saved").save()
+        return name
+
+
+    @task_queue(name="two_params")
+    def two_params(a, b: str, context=None) -> str:
+        return f"{a}{b}"
 '''
-QUEUES = ("fast", "slow", "failing")
+#: Served by the module's ``server``; ``two_params`` only by the test of the ``curl`` line.
+QUEUES = ("fast", "slow", "failing", "saving")
 STOP_WITHIN_S = 15.0
 
 
@@ -102,10 +114,8 @@ class Server:
         timeout: float = 60,
     ) -> subprocess.CompletedProcess[str]:
         """Run ``python -m conveyor ARGS`` as a user would, in the server's folder."""
-        return subprocess.run(
-            [sys.executable, "-m", "conveyor", *args], input=stdin, capture_output=True,
-            text=True, env=self.env if env is None else env, cwd=self.folder, timeout=timeout,
-        )
+        return run_cli(self.folder, *args, stdin=stdin, env=self.env if env is None else env,
+                       timeout=timeout)
 
     def log(self) -> str:
         return (self.folder / "serve.log").read_text()
@@ -137,6 +147,17 @@ class Server:
                 return str(status)
             time.sleep(0.1)
         raise AssertionError(f"task {task_id} never reached {wanted}")
+
+
+def run_cli(
+    folder: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m conveyor ARGS`` in ``folder``, by default without the caller's settings."""
+    return subprocess.run(
+        [sys.executable, "-m", "conveyor", *args], input=stdin, capture_output=True, text=True,
+        env=clean_env(home_of(folder)) if env is None else env, cwd=folder, timeout=timeout,
+    )
 
 
 def _healthy(url: str) -> bool:

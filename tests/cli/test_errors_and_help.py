@@ -67,3 +67,13 @@ def test_a_stopped_server_is_one_error_line(tmp_path: Path) -> None:
         line = one_error_line(stopped.cli(*command))
         assert "cannot reach" in line and stopped.url in line
 
+
+
+def test_a_url_without_scheme_is_http(server: Server) -> None:
+    bare = f"localhost:{server.port}"
+    from_env = server.cli("queue", "list", "--format", "json",
+                          env={**server.env, "CONVEYOR_URL": bare})
+    from_option = server.cli("queue", "list", "--format", "json", "--url", bare)
+    for result in (from_env, from_option):
+        assert result.returncode == 0, result.stderr
+        assert "fast" in result.stdout

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import httpx
 
 from conveyor.tasks import TaskStatus
 from tests.cli.conftest import Server, one_error_line, task_failure_line
@@ -17,11 +20,12 @@ def test_put_prints_the_task_id(server: Server) -> None:
     assert server.task(task_id)["deployment"]["name"] == "fast"
 
 
-def test_put_wait_prints_the_result_and_exits_0(server: Server) -> None:
+def test_put_wait_prints_the_final_status_then_the_result(server: Server) -> None:
     result = server.cli("put", "fast", '{"x": 21}', "--wait", "--timeout", "30")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"x": 21, "double": 42}
-    assert "Traceback" not in result.stderr
+    task_id = result.stderr.split()[1]
+    assert re.fullmatch(rf"task {task_id} COMPLETE in \d+\.\d s", result.stderr.splitlines()[-1])
 
 
 def test_put_wait_on_a_failing_task_exits_non_zero(server: Server) -> None:
@@ -107,6 +111,17 @@ def test_task_get_panel_shows_fields_result_and_error(server: Server) -> None:
         assert text in panel
 
 
+def test_task_get_prints_output_urls_whole_on_a_narrow_screen(server: Server) -> None:
+    task_id = server.put("saving", {"name": "a-rather-long-report-name.txt"})
+    assert server.wait_status(task_id, set()) == "COMPLETE"
+    panel = server.cli("task", "get", task_id, env={**server.env, "COLUMNS": "80"})
+    assert panel.returncode == 0, panel.stderr
+    assert max(len(line) for line in panel.stdout.splitlines()[:-2]) <= 80  # the box fits
+    (url,) = re.findall(r"http://\S+", panel.stdout)
+    assert url.startswith(f"{server.url}/v2/output/") and "&signature=" in url
+    assert httpx.get(url).content == b"saved"  # copied from the screen, it downloads
+
+
 def test_task_get_unknown_id_is_one_error_line(server: Server) -> None:
     line = one_error_line(server.cli("task", "get", "7e0d0a4c-0000-4000-8000-000000000000"))
     assert "404" in line
@@ -131,6 +146,21 @@ def test_task_stop_by_ids_and_from_a_pipe(server: Server) -> None:
     again = server.cli("task", "stop", "-", stdin=f"{running} not-a-task")
     assert again.returncode == 1
     assert again.stdout.splitlines() == [f"{running}  already finished", "not-a-task  not found"]
+
+
+def test_task_stop_and_wait_of_no_ids_on_stdin_do_nothing(server: Server) -> None:
+    for command, said in (("stop", "nothing to stop"), ("wait", "nothing to wait for")):
+        result = server.cli("task", command, "-", stdin="\n")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "" and said in result.stderr
+
+
+def test_task_list_of_an_unknown_queue_names_the_known_ones(server: Server) -> None:
+    result = server.cli("task", "list", "--queue", "fsat")
+    line = one_error_line(result)
+    assert result.returncode == 1
+    assert "unknown queue 'fsat'" in line
+    assert all(name in line for name in ("fast", "slow", "failing"))
 
 
 def test_task_wait_exit_codes(server: Server) -> None:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 
-from conveyor.client import AsyncClient, Client, load_settings
+from conveyor.client import DEFAULT_URL, AsyncClient, Client, load_settings
 from conveyor.errors import (
     ConnectionFailed,
     HTTPError,
@@ -171,6 +171,31 @@ def test_settings_from_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     client = Client.from_env()
     assert client.url == "http://env:2" and client.token == "tok"
     client.close()
+
+
+def test_without_a_url_the_default_one_as_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings({"CONVEYOR_TOKEN": "t"}, tmp_path / "none.toml") == (DEFAULT_URL, "t")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CONVEYOR_URL", raising=False)
+    monkeypatch.setenv("CONVEYOR_TOKEN", "tok")
+    with Client.from_env() as client:
+        assert client.url == "http://127.0.0.1:8000"
+    with pytest.raises(NotConfigured, match="no token: set CONVEYOR_TOKEN"):
+        load_settings({}, tmp_path / "none.toml")
+
+
+async def test_a_url_without_scheme_is_http(
+    live: LiveServer, live_tenant: tuple[Tenant, Stub]
+) -> None:
+    tenant, _ = live_tenant
+    bare = live.url.removeprefix("http://")  # as in CONVEYOR_URL=localhost:8001
+    with Client(bare, tenant.token) as client:
+        assert client.put("resize", "a.png").status() is TaskStatus.PENDING
+    async with AsyncClient(bare, tenant.token) as async_client:
+        listed = await async_client.tasks()
+    assert listed["data"][0]["deployment"]["name"] == "resize"
 
 
 async def test_async_client(

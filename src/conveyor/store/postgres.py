@@ -118,6 +118,12 @@ class PostgresDriver:
             open=False,
         )
         try:
+            # One connection first: a refused or rejected one fails at once, with its cause
+            # (the pool only logs causes while it retries, then times out).
+            probe = await psycopg.AsyncConnection.connect(
+                self._conninfo, connect_timeout=int(CONNECT_TIMEOUT_S)
+            )
+            await probe.close()
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
             self._pool = pool
             await self._migrate(migrations)
