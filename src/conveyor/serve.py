@@ -213,6 +213,7 @@ async def serve(
             ),
         )
         app = create_app(store, GatewaySettings(), deliver_callbacks=True)
+        server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
         if on_notice is not None:
@@ -224,7 +225,7 @@ async def serve(
             await _announce(on_ready, host, port, token, served)
             announced.set()
 
-        await _run_together(stop, _uvicorn(app, host, port), *jobs, on_started=started)
+        await _run_together(stop, server, *jobs, on_started=started)
 
 
 async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
