@@ -152,7 +152,7 @@ def create_app(
     app.state.gateway = GatewayState(
         store=store,
         settings=settings,
-        signer=OutputSigner(settings.server_secret),
+        signer=OutputSigner(store),
         metrics=GatewayMetrics(),
     )
     install_error_handlers(app, settings.retry_after_s)
