@@ -114,6 +114,7 @@ async def serve(
     host: str,
     port: int,
     token: str | None,
+    settings: GatewaySettings | None = None,
     on_ready: Callable[[ServeInfo], Awaitable[None] | None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -128,7 +129,7 @@ async def serve(
             store,
             AgentSettings(stub_ids=frozenset(s.id for s in stubs), code_cache=folder / "code"),
         )
-        app = create_app(store, GatewaySettings(), deliver_callbacks=True)
+        app = create_app(store, settings, deliver_callbacks=True)
         await _run_together(
             stop,
             _uvicorn(app, host, port),
@@ -138,12 +139,17 @@ async def serve(
 
 
 async def run_server(
-    *, store_url: str, host: str, port: int, stop: asyncio.Event | None = None
+    *,
+    store_url: str,
+    host: str,
+    port: int,
+    settings: GatewaySettings | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Gateway (and callback sender) only: for production, any store URL."""
     stop = stop or asyncio.Event()
     async with _opened(store_url, stop) as store:
-        app = create_app(store, GatewaySettings(), deliver_callbacks=True)
+        app = create_app(store, settings, deliver_callbacks=True)
         await _run_together(stop, _uvicorn(app, host, port))
 
 
