@@ -1,10 +1,11 @@
-"""A real ``conveyor server`` subprocess on a given store, for tests that run several."""
+"""A real ``conveyor server`` (or ``serve``) subprocess on a given store, started with flags."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,15 +46,20 @@ class GatewayProcess:
 
 
 def start_gateway(
-    folder: Path, store_url: str, *args: str, env: dict[str, str] | None = None
+    folder: Path,
+    store_url: str,
+    *args: str,
+    command: Sequence[str] = ("server",),
+    env: dict[str, str] | None = None,
 ) -> GatewayProcess:
-    """``conveyor server`` on a free port; returns once ``/readyz`` answers 200."""
+    """``conveyor server ARGS`` (or another ``command``) on a free port, in ``folder``;
+    returns once ``/readyz`` answers 200."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = folder / f"server-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "server", "--store", store_url,
+            [sys.executable, "-m", "conveyor", *command, "--store", store_url,
              "--port", str(port), *args],
             cwd=folder, env={**clean_env(folder), **(env or {})},
             stdout=log, stderr=subprocess.STDOUT,
@@ -68,5 +74,5 @@ def start_gateway(
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             stop_process(process)
-            raise RuntimeError("conveyor server did not start:\n" + gateway.log())
+            raise RuntimeError(f"conveyor {' '.join(command)} did not start:\n{gateway.log()}")
         time.sleep(0.1)
