@@ -5,15 +5,21 @@ PYTHON ?= python3
 
 .PHONY: install serve test lint bench faults
 
-$(BIN)/.installed: pyproject.toml
+# What serving needs, and nothing else: the first answer comes sooner.
+$(BIN)/.installed-serve: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# The test tools on top (mypy, ruff, pytest, playwright, schemathesis, …).
+$(BIN)/.installed: $(BIN)/.installed-serve
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed
 
-serve: install
+serve: $(BIN)/.installed-serve
 	$(BIN)/conveyor serve examples/app.py:square examples/app.py:slow_report
 
 lint: install

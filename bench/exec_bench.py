@@ -91,7 +91,9 @@ async def run_backend(url: str, tasks: int, work: Path) -> dict[str, float]:
     agent = Agent(
         store,
         AgentSettings(
-            stub_ids=frozenset({noop.id, stamp.id, sleeper.id}), code_cache=work / "cache"
+            stub_ids=frozenset({noop.id, stamp.id, sleeper.id}),
+            stub_types=(),
+            code_cache=work / "cache",
         ),
     )
     results: dict[str, float] = {}

@@ -259,6 +259,7 @@ def serve_cmd(
             token=token,
             settings=settings,
             on_ready=ready,
+            on_notice=lambda line: out.print(line, highlight=False, markup=False),
         )
     )
 

@@ -19,6 +19,7 @@ from conveyor.errors import PartEnded
 from conveyor.gateway.app import create_app
 from conveyor.gateway.settings import GatewaySettings
 from conveyor.loader import load_target
+from conveyor.serve_console import watch_routes
 from conveyor.store import open_store
 from conveyor.store.base import Store
 from conveyor.store.records import Stub
@@ -116,9 +117,12 @@ async def serve(
     token: str | None,
     settings: GatewaySettings | None = None,
     on_ready: Callable[[ServeInfo], Awaitable[None] | None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Gateway + agent + callback sender on one store, in this process."""
+    """Gateway + agent + callback sender on one store, in this process. The agent runs the
+    given targets and every deployed version; ``on_notice`` hears which version each
+    unversioned route uses, at start and when that changes."""
     stop = stop or asyncio.Event()
     async with _opened(store_url, stop) as store:
         workspace = await store.ensure_workspace(DEFAULT_WORKSPACE)
@@ -130,12 +134,23 @@ async def serve(
             AgentSettings(stub_ids=frozenset(s.id for s in stubs), code_cache=folder / "code"),
         )
         app = create_app(store, settings, deliver_callbacks=True)
-        await _run_together(
-            stop,
-            _uvicorn(app, host, port),
-            agent.run(stop),
-            on_started=lambda: _announce(on_ready, host, port, token, stubs),
-        )
+        announced = asyncio.Event()
+        jobs = [agent.run(stop)]
+        if on_notice is not None:
+            served = {s.id for s in stubs}
+            watch = watch_routes(store, workspace.id, served, on_notice, stop)
+            jobs.append(_after(announced, watch))
+
+        async def started() -> None:
+            await _announce(on_ready, host, port, token, stubs)
+            announced.set()
+
+        await _run_together(stop, _uvicorn(app, host, port), *jobs, on_started=started)
+
+
+async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
+    await event.wait()
+    await job
 
 
 async def run_server(

@@ -28,13 +28,14 @@ CHROMIUM_ARGS = [
 HANDLERS = Path(__file__).with_name("handlers.py")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 TOKEN = "cv_browser_test_token"
-QUEUES = ("work", "slow", "backlog", "boom")
+QUEUES = ("work", "slow", "backlog", "boom", "long_named")
 
 
 @dataclass
 class Server:
     url: str
     token: str
+    store_url: str
 
     @property
     def auth(self) -> dict[str, str]:
@@ -88,12 +89,13 @@ def chromium() -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("serve")
+    store_url = f"sqlite:///{folder}/conveyor.db"
     port = _free_port()
     log = (folder / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "serve",
          *(f"{HANDLERS}:{name}" for name in QUEUES),
-         "--port", str(port), "--token", TOKEN, "--store", f"sqlite:///{folder}/conveyor.db"],
+         "--port", str(port), "--token", TOKEN, "--store", store_url],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -108,7 +110,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((folder / "serve.log").read_text())
             time.sleep(0.1)
-        yield Server(url, TOKEN)
+        yield Server(url, TOKEN, store_url)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -132,7 +134,7 @@ def browser(chromium: Path) -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, server: Server) -> Iterator[Any]:
     """A signed-in page, in a fresh browser context (its own cookies)."""
-    context = browser.new_context(viewport={"width": 1440, "height": 820})
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(20_000)
     signed_in = context.new_page()
     sign_in(signed_in, server)

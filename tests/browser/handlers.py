@@ -1,4 +1,4 @@
-"""Task queues the browser tests serve (loaded by ``conveyor serve``, not imported by tests)."""
+"""Task queues the browser tests serve (loaded by ``conveyor serve``; tests import only names)."""
 
 from __future__ import annotations
 
@@ -29,3 +29,13 @@ def backlog(seconds: float = 120.0) -> str:
 @task_queue(name="boom", timeout=60, max_retries=0, keep_warm_seconds=120)
 def boom(message: str = "bad input") -> None:
     raise ValueError(message)
+
+
+#: A queue name near the 100-character limit: the pages must truncate it, not overflow.
+LONG_NAME = "thumbnails-for-the-marketing-site-image-pipeline-europe-west-primary-replica"
+
+
+@task_queue(name=LONG_NAME, timeout=60, keep_warm_seconds=120)
+def long_named(seconds: float = 0.0) -> str:
+    time.sleep(seconds)
+    return "x" * 400  # one long unbroken result line

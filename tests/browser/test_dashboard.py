@@ -4,10 +4,15 @@ depth, live task statuses, cancel, outputs, errors. Each page's screenshot lands
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
+from conveyor.queue_config import QueueConfig
+from conveyor.serve import DEFAULT_WORKSPACE
+from conveyor.store import open_store
 from tests.browser.conftest import Server, screenshot
 
 
@@ -59,6 +64,34 @@ def test_queues_page_shows_depth_change_without_reload(page: Any, server: Server
     assert page.evaluate("window.notReloaded") is True
 
 
+def test_queues_page_says_where_each_route_goes_and_what_no_agent_runs(
+    page: Any, server: Server
+) -> None:
+    """A served version this serve does not run (left by an earlier serve) is flagged."""
+
+    async def left_behind() -> None:
+        store = open_store(server.store_url)
+        await store.open()
+        try:
+            ws = await store.ensure_workspace(DEFAULT_WORKSPACE)
+            config = QueueConfig(name="orphan", handler="gone.py:orphan", code_path="/nowhere")
+            await store.upsert_serve_stub(ws.id, "orphan", config.to_dict(), b"")
+        finally:
+            await store.close()
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's sync API holds this thread's loop
+        thread.submit(asyncio.run, left_behind()).result()
+    page.reload()
+    served = page.locator("tr[data-queue=backlog] .version.routed")
+    assert served.inner_text().startswith("v1") and "route" in served.inner_text()
+    assert page.locator("tr[data-queue=backlog] [data-warning]").count() == 0
+    orphan = page.locator("tr[data-queue=orphan]")
+    orphan.wait_for()
+    assert "unrun" in (orphan.locator(".version.routed").get_attribute("class") or "")
+    warning = orphan.locator("[data-warning]").inner_text()
+    assert warning == "no agent runs orphan v1: its tasks wait"
+
+
 def test_task_goes_pending_running_complete_live(browser: Any, page: Any, server: Server) -> None:
     ahead = server.put("work", seconds=4, label="ahead")  # keeps the one container busy
     watched = server.put("work", seconds=2, label="watched")
@@ -83,15 +116,49 @@ def test_task_goes_pending_running_complete_live(browser: Any, page: Any, server
     screenshot(detail, "task.png")
 
 
-def test_cancel_button_cancels_a_running_task(page: Any, server: Server) -> None:
+def test_task_page_keeps_the_queues_stats_apart_from_the_tasks_fields(
+    page: Any, server: Server
+) -> None:
+    task_id = server.put("work", seconds=0, label="apart")
+    server.wait_status(task_id, "COMPLETE")
+    page.goto(f"{server.url}/dashboard/tasks/{task_id}")
+    fields = page.inner_text("#task-fields")
+    assert "Attempts" in fields and "Container" in fields
+    assert "Queue depth" not in fields and "Live containers" not in fields
+    stats = page.locator("#queue-stats")
+    assert stats.get_attribute("aria-labelledby") == "queue-stats-title"
+    assert stats.locator("#queue-stats-title").inner_text().startswith("Queue work")
+    assert "Queue depth" in stats.inner_text() and "Live containers" in stats.inner_text()
+    stats.locator("a", has_text="work").first.click()
+    page.wait_for_url(f"{server.url}/dashboard/tasks?queue=work")
+
+
+def test_cancel_button_asks_then_cancels_a_running_task(page: Any, server: Server) -> None:
     task_id = server.put("slow", seconds=120)
     server.wait_status(task_id, "RUNNING")
     page.goto(f"{server.url}/dashboard/tasks/{task_id}")
     badge_is(page, "#task [data-field=status]", "RUNNING")
+    cancels: list[str] = []
+    page.on("request", lambda r: cancels.append(r.url) if "/live/cancel" in r.url else None)
+    dialog = page.locator("dialog#confirm-cancel")
+
+    page.click("#cancel")  # asks first; keeping the task (or Escape) sends nothing
+    assert dialog.is_visible() and task_id in dialog.inner_text()
+    screenshot(page, "cancel_confirm.png")
+    page.click("#confirm-cancel button[value=keep]")
+    dialog.wait_for(state="hidden")
     page.click("#cancel")
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")
+    page.reload()  # after a round trip to the server, a cancel sent by mistake would show
+    assert cancels == [] and server.task(task_id)["status"] == "RUNNING"
+    badge_is(page, "#task [data-field=status]", "RUNNING")
+
+    page.click("#cancel")
+    page.click("#confirm-cancel button[value=cancel]")
     badge_is(page, "#task [data-field=status]", "CANCELLED")
     page.wait_for_selector("#cancel", state="detached")  # no button on a terminal task
-    assert server.task(task_id)["status"] == "CANCELLED"
+    assert server.task(task_id)["status"] == "CANCELLED" and len(cancels) == 1
 
 
 def test_output_link_downloads_the_file(page: Any, server: Server) -> None:
@@ -136,6 +203,15 @@ def test_tasks_page_filters_and_paginates(page: Any, server: Server) -> None:
     assert second[:5] == ids[::-1][50:]  # the API's cursor: no gap, no repeat
     page.goto(f"{server.url}/dashboard/tasks?status=bogus")
     assert "unknown status" in page.inner_text("[role=alert]")
+
+
+def test_an_unknown_queue_is_said_not_shown_as_all_queues(page: Any, server: Server) -> None:
+    answer = page.goto(f"{server.url}/dashboard/tasks?queue=nosuch")
+    assert answer is not None and answer.status == 404
+    assert page.inner_text("[role=alert]") == "unknown queue 'nosuch'"
+    picked = page.eval_on_selector("select[name=queue]", "s => s.selectedOptions[0].value")
+    assert picked == "nosuch"
+    assert page.locator("table.tasks").count() == 0  # no "No tasks match" as if it were empty
 
 
 def test_dashboard_scripts_need_the_cookie(server: Server) -> None:

@@ -38,7 +38,7 @@ async def stepped_agent(store: Store, tmp_path: Path) -> tuple[Agent, StubRuntim
     ws = await store.ensure_workspace("w")
     config = QueueConfig(name="q", handler="q.py:f", code_path=str(tmp_path))
     stub = await store.upsert_serve_stub(ws.id, "q", config.to_dict(), b"")
-    agent = Agent(store, AgentSettings(stub_ids=frozenset({stub.id})))
+    agent = Agent(store, AgentSettings(stub_ids=frozenset({stub.id}), stub_types=()))
     await agent.refresh_stubs()
     return agent, agent.stubs[stub.id]
 
@@ -73,7 +73,9 @@ class Harness:
     async def start_agent(self, stubs: Iterable[Stub], **settings: Any) -> Agent:
         options: dict[str, Any] = {"code_cache": self.tmp_path / "cache", "lease_s": 5.0}
         options.update(settings)
-        agent = Agent(self.store, AgentSettings(stub_ids=frozenset(s.id for s in stubs), **options))
+        agent = Agent(self.store, AgentSettings(
+            stub_ids=frozenset(s.id for s in stubs), stub_types=(), **options
+        ))
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
         self.agents.append((agent, stop, task))

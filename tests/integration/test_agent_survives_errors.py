@@ -23,7 +23,7 @@ from tests.integration.conftest import until
 async def test_dispatch_goes_on_after_an_unexpected_error(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    agent = Agent(store, AgentSettings(stub_ids=frozenset(), poll_s=0.01))
+    agent = Agent(store, AgentSettings(stub_types=(), poll_s=0.01))
     calls: list[float] = []
 
     async def dispatch(now: float) -> int:
@@ -49,7 +49,7 @@ async def test_dispatch_goes_on_after_an_unexpected_error(
 async def test_tick_goes_on_after_an_unexpected_error(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    agent = Agent(store, AgentSettings(stub_ids=frozenset(), poll_s=0.01, tick_s=0.01))
+    agent = Agent(store, AgentSettings(stub_types=(), poll_s=0.01, tick_s=0.01))
     ticks: list[float] = []
 
     async def tick(now: float) -> None:

@@ -58,10 +58,10 @@ class AgentSettings:
     #: Short tasks get a prefetched backlog per container, sized to be worked off within this.
     prefetch_budget_s: float = 0.05
     code_cache: Path = Path(".conveyor/code")
-    #: Serve only stubs of these types …
+    #: Run every stub of these types (all workspaces) …
     stub_types: tuple[StubType, ...] = (DEPLOYMENT,)
-    #: … or exactly these stubs (``conveyor serve``).
-    stub_ids: frozenset[str] | None = None
+    #: … and these stubs (``conveyor serve``'s own); tests pass ``stub_types=()`` for these only.
+    stub_ids: frozenset[str] = frozenset()
     agent_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     )
@@ -130,10 +130,14 @@ class Agent:
 
     async def refresh_stubs(self) -> None:
         s = self.settings
-        if s.stub_ids is not None:
-            stubs = [st for st in await self.store.list_stubs() if st.id in s.stub_ids]
+        if s.stub_ids:
+            stubs = [
+                st
+                for st in await self.store.list_stubs()
+                if st.id in s.stub_ids or st.type in s.stub_types
+            ]
         else:
-            stubs = await self.store.list_stubs(types=s.stub_types)
+            stubs = await self.store.list_stubs(types=s.stub_types) if s.stub_types else []
         for stub in stubs:
             runtime = self.stubs.get(stub.id)
             if runtime is None or runtime.stub.config_version != stub.config_version:
@@ -530,6 +534,8 @@ class Agent:
         return False
 
     async def _heartbeat(self, now: float) -> None:
+        s = self.settings
+        await self.store.agent_alive(s.agent_id, DEPLOYMENT in s.stub_types, s.stub_ids, now)
         for runtime in list(self.stubs.values()):
             for container in list(runtime.containers.values()):
                 if not container.workers and not container.backlog:
@@ -582,6 +588,8 @@ class Agent:
             for container in list(runtime.containers.values()):
                 await self._stop_container(runtime, container)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(StoreError):  # else it drops out of the directory in 15 s
+            await self.store.agent_gone(self.settings.agent_id)
 
     # -- helpers ---------------------------------------------------------------------------
     @contextlib.asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 from starlette.requests import Request
@@ -58,19 +59,24 @@ async def tasks_page(request: Request, workspace: Workspace) -> Response:
     status = ",".join(s for s in params.getlist("status") if s.strip()) or None
     queue = params.get("queue") or None
     cursor = params.get("cursor") or None
-    try:
-        page = await api.task_page(request, workspace, status, queue, cursor)
-        error = None
-    except BadRequest as exc:
-        page, error = {"data": [], "next_cursor": None}, str(exc)
-    chosen = {s.strip().upper().replace("ERROR", "FAILED") for s in (status or "").split(",")}
     names = sorted({stub.name for stub in await gateway_state(request).store.list_stubs(
         workspace.id)})
+    page: dict[str, Any] = {"data": [], "next_cursor": None}
+    code, error = 200, None
+    if queue is not None and queue not in names:
+        # The API answers an unknown queue with no tasks: say so, never show it as empty.
+        code, error = 404, f"unknown queue {queue!r}"
+    else:
+        try:
+            page = await api.task_page(request, workspace, status, queue, cursor)
+        except BadRequest as exc:
+            code, error = 400, str(exc)
+    chosen = {s.strip().upper().replace("ERROR", "FAILED") for s in (status or "").split(",")}
     filters = {k: v for k, v in (("status", status), ("queue", queue)) if v}
     next_url = (f"{PREFIX}/tasks?{urlencode({**filters, 'cursor': page['next_cursor']})}"
                 if page["next_cursor"] else None)
     first_url = f"{PREFIX}/tasks?{urlencode(filters)}" if cursor else None
-    return html("tasks.html", 400 if error else 200, workspace=workspace, tasks=page["data"],
+    return html("tasks.html", code, workspace=workspace, tasks=page["data"],
                 error=error, chosen=chosen, queue=queue, queue_names=names,
                 next_url=next_url, first_url=first_url)
 

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute
 from conveyor.callbacks import CallbackSender
 from conveyor.dashboard.routes import routes as dashboard_routes
 from conveyor.gateway import deploy, health, outputs, queues, sse, task_routes
+from conveyor.gateway.agents import AgentDirectory
 from conveyor.gateway.body_limit import BodyLimitMiddleware
 from conveyor.gateway.enqueue import (
     bind,
@@ -34,6 +35,7 @@ from conveyor.gateway.openapi import (
     DEPLOY_BODY,
     ENQUEUE_BODY,
     clean_openapi,
+    docs_routes,
     responses,
 )
 from conveyor.gateway.plain_route import GatewayRoute, PlainRoute
@@ -148,12 +150,15 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,  # /docs is in the route table, with local assets
+        redoc_url=None,
     )
     app.state.gateway = GatewayState(
         store=store,
         settings=settings,
         signer=OutputSigner(store),
         metrics=GatewayMetrics(),
+        agents=AgentDirectory(store),
     )
     install_error_handlers(app, settings.retry_after_s)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -235,5 +240,6 @@ routes: list[BaseRoute] = [
            auth=None),
     _route("/metrics", health.metrics, "GET", "Prometheus metrics", None, (), auth=None,
            response_class=Response, media_type=CONTENT_TYPE),
+    *docs_routes,
     *dashboard_routes,  # /dashboard: HTML pages over these same handlers (DESIGN A4)
 ]

@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.errors import NotFound
+from conveyor.gateway.agents import WARNING_HEADER
 from conveyor.gateway.auth import invocation_workspace
 from conveyor.gateway.bodies import read_object
 from conveyor.gateway.errors import BadRequest, Unauthorized
 from conveyor.gateway.responses import OrjsonResponse
-from conveyor.gateway.state import gateway_state
+from conveyor.gateway.state import GatewayState, gateway_state
 from conveyor.store.records import NewTask, Stub, Workspace
 
 _VERSION = re.compile(r"v(\d{1,9})")
@@ -128,9 +129,9 @@ async def enqueue_one(request: Request, stub: Stub) -> OrjsonResponse:
         config.get("callback_url"),
         request.headers.get("idempotency-key") or None,
     )
-    store = gateway_state(request).store
-    ids = await store.enqueue(stub, [task], _max_pending(config))
-    return OrjsonResponse({"task_id": ids[0]})
+    state = gateway_state(request)
+    ids = await state.store.enqueue(stub, [task], _max_pending(config))
+    return await _warned(state, stub, OrjsonResponse({"task_id": ids[0]}))
 
 
 async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
@@ -151,14 +152,22 @@ async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
             )
         except BadRequest as exc:
             raise BadRequest(f"tasks[{index}]: {exc.message}") from None
-    store = gateway_state(request).store
-    ids = await store.enqueue(stub, tasks, _max_pending(config)) if tasks else []
-    return OrjsonResponse({"task_ids": ids})
+    state = gateway_state(request)
+    ids = await state.store.enqueue(stub, tasks, _max_pending(config)) if tasks else []
+    return await _warned(state, stub, OrjsonResponse({"task_ids": ids}))
 
 
 async def warmup(request: Request, stub: Stub) -> OrjsonResponse:
     await gateway_state(request).store.request_warmup(stub.id)
     return OrjsonResponse({})
+
+
+async def _warned(state: GatewayState, stub: Stub, response: OrjsonResponse) -> OrjsonResponse:
+    """The answer, with ``Conveyor-Warning`` when no live agent runs ``stub``."""
+    warning = await state.agents.warning(stub)
+    if warning is not None:
+        response.headers[WARNING_HEADER] = warning
+    return response
 
 
 def _max_pending(config: Mapping[str, Any]) -> int:

@@ -1,5 +1,7 @@
 """OpenAPI pieces the route table uses: request bodies (parsed by hand, so described by hand),
-response maps, and a clean-up of what FastAPI adds by default."""
+response maps, a clean-up of what FastAPI adds by default, and the ``/docs`` page with Swagger
+UI served from an installed package (FastAPI's own page loads it from a CDN, so without internet
+it is blank). There is no ``/redoc``: ReDoc always fetches its logo from its vendor's CDN."""
 
 from __future__ import annotations
 
@@ -7,6 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from conveyor.gateway.schemas import ErrorBody
 
@@ -123,3 +130,28 @@ def clean_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+#: Where fastapi-offline's copies of Swagger UI and a favicon are served.
+DOCS_ASSETS = "/docs-assets"
+
+
+async def swagger_page(request: Request) -> HTMLResponse:
+    # Behind a proxy's root_path, as FastAPI's own docs page does.
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    assets = root + DOCS_ASSETS
+    return get_swagger_ui_html(
+        openapi_url=root + str(request.app.openapi_url),
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+        swagger_css_url=f"{assets}/swagger-ui.css",
+        swagger_favicon_url=f"{assets}/favicon.png",
+        oauth2_redirect_url=None,  # the tokens are Bearer/Basic: no OAuth2 flow to return to
+    )
+
+
+#: The docs page and its files, for the gateway's route table (no token, like /openapi.json).
+docs_routes: list[BaseRoute] = [
+    Route("/docs", swagger_page, methods=["GET"], include_in_schema=False),
+    Mount(DOCS_ASSETS, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs"),
+]

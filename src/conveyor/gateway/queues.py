@@ -16,8 +16,10 @@ async def list_queues(
     request: Request,
     workspace: Workspace = Depends(require_workspace),  # noqa: B008
 ) -> OrjsonResponse:
-    summaries = await gateway_state(request).store.queue_summaries(workspace.id)
-    return OrjsonResponse({"data": [queue_json(s) for s in summaries]})
+    state = gateway_state(request)
+    summaries = await state.store.queue_summaries(workspace.id)
+    agents = await state.agents.agents()
+    return OrjsonResponse({"data": [queue_json(s, agents) for s in summaries]})
 
 
 async def get_queue(
@@ -25,7 +27,8 @@ async def get_queue(
     name: str,
     workspace: Workspace = Depends(require_workspace),  # noqa: B008
 ) -> OrjsonResponse:
-    summaries = await gateway_state(request).store.queue_summaries(workspace.id, name)
+    state = gateway_state(request)
+    summaries = await state.store.queue_summaries(workspace.id, name)
     if not summaries:
         raise NotFound(f"unknown queue {name!r}")
-    return OrjsonResponse(queue_json(summaries[0]))
+    return OrjsonResponse(queue_json(summaries[0], await state.agents.agents()))

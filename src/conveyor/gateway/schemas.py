@@ -96,11 +96,15 @@ class VersionOut(BaseModel):
     stub_id: str
     type: str
     created_at: str
+    #: Live agents that run this version; 0: its tasks wait until one starts.
+    agents: int
 
 
 class QueueOut(BaseModel):
     name: str
     versions: list[VersionOut]
+    #: The version ``/taskqueue/{name}`` (no version) enqueues onto.
+    route_version: int
     queue_depth: int
     active_containers: int
     counts: dict[str, int]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
+from conveyor.gateway.agents import AgentDirectory
 from conveyor.gateway.metrics import GatewayMetrics
 from conveyor.gateway.settings import GatewaySettings
 from conveyor.gateway.signing import OutputSigner
@@ -23,6 +24,7 @@ class GatewayState:
     settings: GatewaySettings
     signer: OutputSigner
     metrics: GatewayMetrics
+    agents: AgentDirectory
     _tokens: dict[str, tuple[float, Workspace]] = field(default_factory=dict)
 
     async def authenticate(self, token: str) -> Workspace | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -9,7 +10,7 @@ import orjson
 
 from conveyor.clock import iso
 from conveyor.gateway.signing import LinkKeys
-from conveyor.store.records import QueueSummary, Stub, TaskView
+from conveyor.store.records import AgentInfo, QueueSummary, Stub, TaskView
 from conveyor.tasks import TaskStatus
 
 
@@ -60,7 +61,8 @@ def stub_json(stub: Stub) -> dict[str, Any]:
     }
 
 
-def queue_json(summary: QueueSummary) -> dict[str, Any]:
+def queue_json(summary: QueueSummary, agents: Sequence[AgentInfo]) -> dict[str, Any]:
+    """A queue; ``agents`` (the live ones) say which of its versions something runs."""
     return {
         "name": summary.name,
         "versions": [
@@ -69,9 +71,12 @@ def queue_json(summary: QueueSummary) -> dict[str, Any]:
                 "stub_id": v.stub_id,
                 "type": v.type,
                 "created_at": iso(v.created_at),
+                "agents": sum(agent.runs(v.stub_id, v.type) for agent in agents),
             }
             for v in summary.versions
         ],
+        # as ``Store.resolve_stub`` without a version: the highest
+        "route_version": max(v.version for v in summary.versions),
         "queue_depth": summary.queue_depth,
         "active_containers": summary.active_containers,
         "counts": {status.value: summary.counts.get(status, 0) for status in TaskStatus},

@@ -9,10 +9,11 @@ means the wall clock. Driver errors never escape: they become ``StoreError`` sub
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from conveyor.store.records import (
+    AgentInfo,
     Callback,
     CancelResult,
     Event,
@@ -191,6 +192,21 @@ class Store(Protocol):
     async def deregister_container(self, container_id: str) -> None: ...
 
     async def active_containers(self, stub_id: str, now: float | None = None) -> int: ...
+
+    # -- agents --------------------------------------------------------------------------------
+    async def agent_alive(
+        self,
+        agent_id: str,
+        runs_deployed: bool,
+        stub_ids: Collection[str],
+        now: float | None = None,
+    ) -> None:
+        """Record (or renew) a live agent and what it runs; prunes agents long silent."""
+
+    async def agent_gone(self, agent_id: str) -> None: ...
+
+    async def live_agents(self, now: float | None = None) -> list[AgentInfo]:
+        """Agents heard from within ``AGENT_STALE_S``."""
 
     # -- outputs -------------------------------------------------------------------------------
     async def get_output(self, output_id: str) -> tuple[OutputInfo, bytes] | None: ...

@@ -172,6 +172,19 @@ class StubLoad:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """A live agent and what it runs: every deployed stub, and/or the serve stubs it named."""
+
+    id: str
+    runs_deployed: bool
+    stub_ids: frozenset[str]
+    heartbeat_at: int
+
+    def runs(self, stub_id: str, stub_type: StubType) -> bool:
+        return stub_id in self.stub_ids or (self.runs_deployed and stub_type == DEPLOYMENT)
+
+
+@dataclass(frozen=True, slots=True)
 class Callback:
     id: str
     task_id: str

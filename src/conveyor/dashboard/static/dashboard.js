@@ -1,4 +1,4 @@
-// Conveyor dashboard: live statuses (one EventSource per page), queue refresh, cancel.
+// Conveyor dashboard: live statuses (one EventSource per page), queue refresh, confirmed cancel.
 // Every request carries the HttpOnly sign-in cookie; scripts never see the token.
 "use strict";
 
@@ -60,7 +60,8 @@ function tasksPage() {
       row.querySelector(`[data-field=${field}]`).textContent = when(task[field]);
     }
     row.querySelector("[data-field=attempts]").textContent = task.attempts;
-    row.querySelector("[data-field=container_id]").textContent = task.container_id || "—";
+    const container = row.querySelector("[data-field=container_id]");
+    container.textContent = container.title = task.container_id || "—";
   });
 }
 
@@ -79,16 +80,24 @@ function taskPage() {
     setBadge(section.querySelector("[data-field=status]"), task.status);
     refresh();
   });
-  section.addEventListener("click", async (event) => {
-    const button = event.target.closest("[data-cancel]");
-    if (!button) return;
-    button.disabled = true;
+  // Cancel asks first: only the dialog's "Cancel task" button (returnValue "cancel") sends it;
+  // "Keep it" and Escape close the dialog with another value.
+  const dialog = document.getElementById("confirm-cancel");
+  section.addEventListener("click", (event) => {
+    if (!event.target.closest("[data-cancel]")) return;
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "cancel") return;
+    const button = section.querySelector("[data-cancel]");
+    if (button) button.disabled = true;
     const note = document.getElementById("cancel-note");
     note.textContent = "cancelling…";
     const response = await fetchSignedIn(PREFIX + "/live/cancel", {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-Conveyor-Dashboard": "1" },
-      body: JSON.stringify({ task_ids: [button.dataset.cancel] }),
+      body: JSON.stringify({ task_ids: [id] }),
     });
     const answer = await response.json();
     if (!response.ok) note.textContent = answer.error;
