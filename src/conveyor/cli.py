@@ -22,6 +22,14 @@ from rich.console import Console
 
 from conveyor import cli_render as render
 from conveyor.bundle import IGNORE_FILE, make_bundle
+from conveyor.cli_gateway import (
+    MaxBodyBytesOpt,
+    OutputUrlTtlOpt,
+    PublicUrlOpt,
+    RetryAfterOpt,
+    SsePingOpt,
+    gateway_settings,
+)
 from conveyor.client import (
     DEFAULT_URL,
     ENV_TOKEN,
@@ -68,10 +76,15 @@ task_app = typer.Typer(
 queue_app = typer.Typer(
     help="Inspect task queues.\n\nExample: conveyor queue list", no_args_is_help=True
 )
+signing_key_app = typer.Typer(
+    help="Manage the key that signs output links.\n\nExample: conveyor signing-key rotate",
+    no_args_is_help=True,
+)
 app.add_typer(token_app, name="token")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(task_app, name="task")
 app.add_typer(queue_app, name="queue")
+app.add_typer(signing_key_app, name="signing-key")
 
 out = Console()
 if not out.is_terminal and "COLUMNS" not in os.environ:
@@ -205,6 +218,11 @@ def serve_cmd(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log containers and tasks.")
     ] = False,
+    max_body_bytes: MaxBodyBytesOpt = None,
+    public_url: PublicUrlOpt = None,
+    output_url_ttl_s: OutputUrlTtlOpt = None,
+    retry_after_s: RetryAfterOpt = None,
+    sse_ping_s: SsePingOpt = None,
 ) -> None:
     """Run the gateway, an agent and the embedded store in one process (development).
 
@@ -231,6 +249,13 @@ def serve_cmd(
             )
         out.print("  Ctrl-C stops.", highlight=False)
 
+    settings = gateway_settings(
+        max_body_bytes=max_body_bytes,
+        public_url=public_url,
+        output_url_ttl_s=output_url_ttl_s,
+        retry_after_s=retry_after_s,
+        sse_ping_s=sse_ping_s,
+    )
     from conveyor.serve import serve
 
     _run(
@@ -240,6 +265,7 @@ def serve_cmd(
             host=host,
             port=port,
             token=token,
+            settings=settings,
             on_ready=ready,
             on_notice=lambda line: out.print(line, highlight=False, markup=False),
         )
@@ -252,16 +278,30 @@ def server_cmd(
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    max_body_bytes: MaxBodyBytesOpt = None,
+    public_url: PublicUrlOpt = None,
+    output_url_ttl_s: OutputUrlTtlOpt = None,
+    retry_after_s: RetryAfterOpt = None,
+    sse_ping_s: SsePingOpt = None,
 ) -> None:
     """Run a gateway only (production): any number of them can share one store.
 
-    Example: conveyor server --store postgresql://postgres@db/conveyor --host 0.0.0.0
+    Gateways on one store share the key of signed output links (see conveyor signing-key).
+
+    Example: conveyor server --store postgresql://postgres@db/conveyor --public-url https://q.example
     """
     _logging(verbose)
+    settings = gateway_settings(
+        max_body_bytes=max_body_bytes,
+        public_url=public_url,
+        output_url_ttl_s=output_url_ttl_s,
+        retry_after_s=retry_after_s,
+        sse_ping_s=sse_ping_s,
+    )
     out.print(f"conveyor gateway on http://{host}:{port} (store {store.split('@')[-1]})")
     from conveyor.serve import run_server
 
-    _run(run_server(store_url=store, host=host, port=port))
+    _run(run_server(store_url=store, host=host, port=port, settings=settings))
 
 
 @app.command("worker")
@@ -340,6 +380,36 @@ def workspace_create(
     token = _run(_create_token(store, name))
     out.print(f"workspace {name} ready; token:", highlight=False)
     print(token)
+
+
+async def _rotate_signing_key(store_url: str) -> None:
+    from conveyor.store import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        await store.rotate_server_key()
+    finally:
+        await store.close()
+
+
+@signing_key_app.command("rotate")
+def signing_key_rotate(store: StoreOpt = DEFAULT_STORE) -> None:
+    """Make a new key for signed output links, kept in the store.
+
+    New links are signed with it; links signed with the previous key work until they expire.
+
+    Running gateways pick it up within a few seconds, without a restart.
+
+    Only one previous key is kept: rotating twice within a link's lifetime ends the older links.
+
+    Example: conveyor signing-key rotate --store postgresql://postgres@db/conveyor
+    """
+    _run(_rotate_signing_key(store))
+    out.print(
+        "new signing key in the store; links signed with the previous key work until they expire",
+        highlight=False,
+    )
 
 
 # -- talking to a gateway -------------------------------------------------------------------

@@ -193,6 +193,7 @@ async def serve(
     host: str,
     port: int,
     token: str | None,
+    settings: GatewaySettings | None = None,
     on_ready: Callable[[ServeInfo], Awaitable[None] | None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
@@ -212,7 +213,7 @@ async def serve(
                 stub_ids=frozenset(q.stub.id for q in served), code_cache=folder / "code"
             ),
         )
-        app = create_app(store, GatewaySettings(), deliver_callbacks=True)
+        app = create_app(store, settings, deliver_callbacks=True)
         server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
@@ -234,12 +235,17 @@ async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
 
 
 async def run_server(
-    *, store_url: str, host: str, port: int, stop: asyncio.Event | None = None
+    *,
+    store_url: str,
+    host: str,
+    port: int,
+    settings: GatewaySettings | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
     """Gateway (and callback sender) only: for production, any store URL."""
     stop = stop or asyncio.Event()
     async with _opened(store_url, stop) as store:
-        app = create_app(store, GatewaySettings(), deliver_callbacks=True)
+        app = create_app(store, settings, deliver_callbacks=True)
         await _run_together(stop, _uvicorn(app, host, port))
 
 

@@ -18,7 +18,6 @@ from conveyor.store.base import Store
 from conveyor.store.records import Outcome, Stub, TaskRecord, Workspace
 from conveyor.tasks import TaskStatus
 
-SECRET = "test-server-secret"
 BASE = "http://gateway.test"
 
 
@@ -76,7 +75,7 @@ async def bob(store: Store) -> Tenant:
 
 @pytest.fixture
 def settings() -> GatewaySettings:
-    return GatewaySettings(server_secret=SECRET, max_body_bytes=64 * 1024)
+    return GatewaySettings(max_body_bytes=64 * 1024)
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 
-from conveyor.gateway.signing import OutputSigner
+from conveyor.gateway.signing import LinkKeys
 from conveyor.store.base import Store
-from tests.gateway.conftest import BASE, SECRET, Tenant, deploy, finish, start
+from tests.gateway.conftest import BASE, Tenant, deploy, finish, start
 
 
 def status_events(body: str) -> list[dict[str, object]]:
@@ -94,7 +94,7 @@ async def test_tampered_or_expired_output_url_is_403(
         assert set(response.json()) == {"error"}
     output_id = path.split("/")[3]
     past = int(time.time()) - 5
-    expired = OutputSigner(SECRET).url(BASE, output_id, "out file.txt", past)
+    expired = LinkKeys(await store.server_keys()).url(BASE, output_id, "out file.txt", past)
     assert (await http.get(expired)).status_code == 403
 
 

@@ -10,7 +10,7 @@ import pytest
 from conveyor.gateway.app import create_app
 from conveyor.gateway.settings import GatewaySettings
 from conveyor.store.base import Store
-from tests.gateway.conftest import BASE, SECRET, Tenant, tenant
+from tests.gateway.conftest import BASE, Tenant, tenant
 
 MAX_BODY = 64 * 1024
 
@@ -27,6 +27,6 @@ async def mallory(store: Store) -> Tenant:
 
 @pytest.fixture
 async def http(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store, GatewaySettings(server_secret=SECRET, max_body_bytes=MAX_BODY))
+    app = create_app(store, GatewaySettings(max_body_bytes=MAX_BODY))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client:
         yield client

@@ -156,7 +156,7 @@ def create_app(
     app.state.gateway = GatewayState(
         store=store,
         settings=settings,
-        signer=OutputSigner(settings.server_secret),
+        signer=OutputSigner(store),
         metrics=GatewayMetrics(),
         agents=AgentDirectory(store),
     )

@@ -25,7 +25,7 @@ async def download_output(
     """A valid, unexpired signature needs no token. Without one, a Bearer token of the
     task's workspace also works; anything else is 403."""
     state = gateway_state(request)
-    signed = state.signer.is_valid(output_id, name, expires, signature, now())
+    signed = await state.signer.is_valid(output_id, name, expires, signature, now())
     workspace = None if signed else await optional_workspace(request)
     if not signed and workspace is None:
         raise Forbidden("output link is invalid or expired")

@@ -1,15 +1,14 @@
-"""Gateway settings: one frozen object, built by the caller (CLI flags, tests)."""
+"""Gateway settings: one frozen object, built by the caller (CLI flags, tests).
+
+The command line fills it in one place, ``conveyor.cli_gateway``. The key of signed output
+links is not a setting: it lives in the store, shared by every gateway on it.
+"""
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MIB = 1024 * 1024
-
-
-def _random_secret() -> str:
-    return secrets.token_hex(32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,9 +19,6 @@ class GatewaySettings:
     public_url: str | None = None
     #: Lifetime of a signed output URL.
     output_url_ttl_s: int = 3600
-    #: Key of output URL signatures. Random per process unless fixed, which several gateway
-    #: processes behind one load balancer must do so that each accepts the others' links.
-    server_secret: str = field(default_factory=_random_secret, repr=False)
     #: ``Retry-After`` seconds sent with a 429.
     retry_after_s: int = 1
     #: Idle SSE streams get a comment line this often, so proxies and clients see a live stream.

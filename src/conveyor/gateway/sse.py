@@ -68,7 +68,7 @@ async def _stream(
                 key = (view.task.status.value, view.task.updated_at)
                 if key != sent:
                     sent = key
-                    yield status_frame(render_task(state, request, view))
+                    yield status_frame(await render_task(state, request, view))
                 if is_terminal(view.task.status):
                     return
             event = await subscription.get(timeout=state.settings.sse_ping_s)

@@ -20,11 +20,10 @@ from conveyor.tasks import TaskStatus
 MAX_LIMIT = 1000
 
 
-def render_task(state: GatewayState, request: Request, view: TaskView) -> dict[str, Any]:
+async def render_task(state: GatewayState, request: Request, view: TaskView) -> dict[str, Any]:
     state.metrics.observe_task(view.task)
-    return task_json(
-        view, state.base_url(request), state.signer, state.settings.output_url_ttl_s, now()
-    )
+    keys = await state.signer.keys()
+    return task_json(view, state.base_url(request), keys, state.settings.output_url_ttl_s, now())
 
 
 async def get_task(
@@ -36,7 +35,7 @@ async def get_task(
     view = await state.store.get_task(task_id, workspace.id)
     if view is None:
         raise NotFound(f"unknown task {task_id!r}")
-    return OrjsonResponse(render_task(state, request, view))
+    return OrjsonResponse(await render_task(state, request, view))
 
 
 # get_task as a plain endpoint (see PlainRoute) for the hot status route. No docstring: it
@@ -74,7 +73,7 @@ async def list_tasks(
         )
     except ValueError as exc:
         raise BadRequest(f"invalid cursor: {exc}") from None
-    data = [render_task(state, request, view) for view in views]
+    data = [await render_task(state, request, view) for view in views]
     return OrjsonResponse({"data": data, "next_cursor": next_cursor})
 
 

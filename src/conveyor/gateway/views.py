@@ -9,13 +9,13 @@ from urllib.parse import quote
 import orjson
 
 from conveyor.clock import iso
-from conveyor.gateway.signing import OutputSigner
+from conveyor.gateway.signing import LinkKeys
 from conveyor.store.records import AgentInfo, QueueSummary, Stub, TaskView
 from conveyor.tasks import TaskStatus
 
 
 def task_json(
-    view: TaskView, base_url: str, signer: OutputSigner, ttl_s: int, now: float
+    view: TaskView, base_url: str, keys: LinkKeys, ttl_s: int, now: float
 ) -> dict[str, Any]:
     """The task status JSON, with absolute signed output URLs valid for ``ttl_s``."""
     task, stub = view.task, view.stub
@@ -31,7 +31,7 @@ def task_json(
         "outputs": [
             {
                 "name": output.name,
-                "url": signer.url(base_url, output.id, output.name, expires),
+                "url": keys.url(base_url, output.id, output.name, expires),
                 "expires_in": ttl_s,
             }
             for output in view.outputs

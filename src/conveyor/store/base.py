@@ -21,6 +21,7 @@ from conveyor.store.records import (
     Outcome,
     OutputInfo,
     QueueSummary,
+    ServerKeys,
     Stub,
     StubLoad,
     StubType,
@@ -72,6 +73,14 @@ class Store(Protocol):
         """Store a token (hashed) for the workspace and return it in clear. ``token`` fixes it."""
 
     async def authenticate(self, token: str) -> Workspace | None: ...
+
+    # -- server keys (signed output links) -----------------------------------------------------
+    async def server_keys(self) -> ServerKeys:
+        """The current key and the previous one; the first call on a new store creates the key,
+        and callers racing to do so all get the same one."""
+
+    async def rotate_server_key(self) -> ServerKeys:
+        """Make a new current key; the current one becomes the previous, older ones are gone."""
 
     # -- stubs, deployments, code objects ----------------------------------------------------
     async def deploy_stub(

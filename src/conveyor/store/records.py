@@ -204,6 +204,15 @@ class SweepReport:
     containers_removed: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ServerKeys:
+    """The keys of signed output links: ``current`` signs, ``previous`` (if any) still verifies
+    the links made before the last rotation."""
+
+    current: str = field(repr=False)
+    previous: str | None = field(default=None, repr=False)
+
+
 EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed"]
 
 

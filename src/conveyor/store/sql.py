@@ -7,8 +7,8 @@ attempt are also fenced (``AND fence = ?``), so a refused write matches no row a
 
 :class:`SqlStore` holds workspaces, stubs and containers here and takes the rest from its
 parts: task attempts (``attempts.py``), reads (``queries.py``), the callbacks outbox
-(``outbox.py``), the agents directory (``agents.py``) and group-committed enqueues
-(``enqueues.py``). The driver seam is in ``driver.py``, re-exported here.
+(``outbox.py``), the server keys (``keys.py``), the agents directory (``agents.py``) and
+group-committed enqueues (``enqueues.py``). The driver seam is in ``driver.py``, re-exported here.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from conveyor.store.attempts import AttemptsMixin
 from conveyor.store.base import CONTAINER_STALE_S, DEFAULT_MAX_OUTPUT_BYTES, Subscription
 from conveyor.store.driver import Dialect, Driver, Migration, Row, Tx, load_migrations
 from conveyor.store.enqueues import Enqueuer
+from conveyor.store.keys import ServerKeysMixin
 from conveyor.store.outbox import OutboxMixin
 from conveyor.store.queries import QueriesMixin, StatsCache
 from conveyor.store.records import DEPLOYMENT, SERVE, Event, NewTask, Stub, StubType, Workspace
@@ -43,7 +44,7 @@ from conveyor.store.rows import (
 __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migrations"]
 
 
-class SqlStore(AttemptsMixin, QueriesMixin, OutboxMixin, AgentsMixin):
+class SqlStore(AttemptsMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin):
     """``conveyor.store.base.Store`` over a :class:`Driver`."""
 
     def __init__(self, driver: Driver, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
