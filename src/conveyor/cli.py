@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Coroutine, Iterator
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -35,6 +36,7 @@ from conveyor.client import (
     ENV_TOKEN,
     ENV_URL,
     Client,
+    ConveyorWarning,
     TaskFilters,
     enqueue_call,
     load_settings,
@@ -492,7 +494,10 @@ def put_cmd(
     if not isinstance(payload, dict):
         raise typer.BadParameter("must be a JSON object, e.g. '{\"x\": 3}'", param_hint="JSON")
     with _reported(), _client(url, token) as client:
-        task_id = client.send(enqueue_call(name, payload))["task_id"]
+        with warnings.catch_warnings(record=True, category=ConveyorWarning) as told:
+            task_id = client.send(enqueue_call(name, payload))["task_id"]
+        for warning in told:  # e.g. no agent runs that version: say why it may wait
+            render.print_warning(err, f"{warning.message}; the task waits until one does")
         if not wait:
             print(task_id)
             return

@@ -51,6 +51,12 @@ def print_error(console: Console, message: str) -> None:
     console.print(Text.assemble(("error:", "bold red"), " ", one_line(message)), soft_wrap=True)
 
 
+def print_warning(console: Console, message: str) -> None:
+    """``warning: …`` on one line: the command goes on."""
+    line = Text.assemble(("warning:", "bold yellow"), " ", one_line(message))
+    console.print(line, soft_wrap=True)
+
+
 def print_json(data: Any) -> None:
     """Plain indented JSON on stdout, for pipes and ``json.loads``."""
     sys.stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -189,7 +195,7 @@ def queue_table(queues: Sequence[Mapping[str, Any]]) -> Table:
     table.add_column("containers", justify="right")
     table.add_column("tasks")
     for item in queues:
-        versions = " ".join(f"v{v['version']}" for v in item.get("versions", []))
+        versions = Text(" ").join(_version(v, item.get("route_version")) for v in item["versions"])
         counts = Text()
         for status, count in (item.get("counts") or {}).items():
             if count:
@@ -197,12 +203,22 @@ def queue_table(queues: Sequence[Mapping[str, Any]]) -> Table:
                 counts.append(f"{status} {count}  ", style=style)
         table.add_row(
             item["name"],
-            versions or "-",
+            versions if versions.plain else "-",
             str(item.get("queue_depth", 0)),
             str(item.get("active_containers", 0)),
             counts if counts.plain else Text("-", style="dim"),
         )
     return table
+
+
+def _version(version: Mapping[str, Any], route: int | None) -> Text:
+    """``v2←`` for the version the unversioned route goes to; dim, with "(no agent)", for a
+    version that no live agent runs."""
+    text = Text(f"v{version['version']}" + ("←" if version["version"] == route else ""))
+    if not version.get("agents"):
+        text.append(" (no agent)")
+        text.stylize("dim")
+    return text
 
 
 # -- waiting -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import asyncio
 import os
 import time
 import tomllib
+import warnings
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,9 +175,18 @@ def subscribe_call(task_id: str) -> Call:
     return Call("GET", f"/v2/task/{quote(task_id, safe='')}/subscribe")
 
 
+class ConveyorWarning(UserWarning):
+    """The gateway accepted a call and warned about it (``Conveyor-Warning``), e.g. that no
+    agent runs the version a task was enqueued on, so it waits."""
+
+
 def decode(response: httpx.Response) -> Any:
-    """The JSON answer, or ``HTTPError`` with the server's message."""
+    """The JSON answer, or ``HTTPError`` with the server's message. A ``Conveyor-Warning``
+    header becomes a :class:`ConveyorWarning`."""
     if response.is_success:
+        warning = response.headers.get("conveyor-warning")
+        if warning:
+            warnings.warn(warning, ConveyorWarning, stacklevel=4)
         return orjson.loads(response.content) if response.content else None
     raise http_error(response)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conveyor.client import Client, ConveyorWarning
 from tests.cli.conftest import Server, clean_env, free_port, start_server, stop_process
 
 WARNING = "Conveyor-Warning"
@@ -49,6 +50,8 @@ def test_a_deploy_beside_serve_runs_in_serve_and_the_console_says_so(served: Ser
     queue = _queue(served, served.url, "fast")
     assert queue["route_version"] == 2
     assert [(v["version"], v["agents"]) for v in queue["versions"]] == [(1, 1), (2, 1)]  # type: ignore[attr-defined]
+    listed = served.cli("queue", "list")
+    assert "v1 v2←" in listed.stdout and "no agent" not in listed.stdout, listed.stdout
     until(lambda: "/taskqueue/fast → v2 (deployed)" in served.log(), within=10)
     assert "/taskqueue/fast → v1 (served)" in served.log()
 
@@ -76,6 +79,16 @@ def test_an_enqueue_onto_a_version_nothing_runs_warns(served: Server, tmp_path: 
             assert first.headers[WARNING] == "no agent runs fast v1"
         queue = _queue(served, url, "fast")
         assert [v["agents"] for v in queue["versions"]] == [0, 0]  # type: ignore[attr-defined]
+        env = {**served.env, "CONVEYOR_URL": url}
+        put = served.cli("put", "fast", "{}", env=env)
+        assert put.returncode == 0 and put.stdout.strip(), put.stderr
+        assert put.stderr.strip() == (
+            "warning: no agent runs fast v2; the task waits until one does"
+        )
+        with Client(url, served.token) as client, pytest.warns(ConveyorWarning, match="fast v2"):
+            client.put("fast", x=2)
+        listed = served.cli("queue", "list", env=env).stdout
+        assert "v1 (no agent) v2← (no agent)" in listed, listed
 
         worker = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "worker", "--store", served.store_url],
