@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from conveyor import wire
+from conveyor.container import EXIT_OK, EXIT_PROTOCOL
 from conveyor.queue_config import QueueConfig
 from tests.integration.conftest import pid_alive, until
 
@@ -580,3 +581,20 @@ def test_a_worker_whose_results_have_no_reader_exits_quietly(start: Any, tmp_pat
     worker.proc.stdout.close()  # the reader died; its stdin is still open
     assert worker.proc.wait(timeout=30) == 0
     assert "Traceback" not in worker.stderr()
+
+
+@pytest.mark.parametrize(
+    ("frames", "code", "says"),
+    [
+        (b"\x00\x00\x00\x03abc", EXIT_PROTOCOL, b"bad frame from the agent"),
+        # The agent died in the middle of a frame: that is the end of the pipe, not an error.
+        (b"\x00\x00\x00\x10abc", EXIT_OK, b""),
+    ],
+)
+def test_a_bad_frame_is_refused_in_words(
+    code_root: Path, frames: bytes, code: int, says: bytes
+) -> None:
+    proc = subprocess.run(WORKER_ARGV, input=frames, capture_output=True, cwd=code_root, timeout=30)
+    assert proc.returncode == code
+    assert says in proc.stderr
+    assert b"Traceback" not in proc.stderr
