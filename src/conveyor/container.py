@@ -5,15 +5,22 @@ first frame is ``init``: import the handler once, run ``on_start`` once, answer 
 Then one ``run`` at a time, each answered by ``started`` and ``done``, until ``stop`` or the
 end of stdin. The per-task path does no imports and no signature inspection: it is the hot
 path of every task.
+
+The process dies with its agent (DESIGN A13), whatever killed the agent: the kernel kills it
+when its parent dies (Linux), and the end of stdin ends it at once, even mid-task.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import inspect
 import os
+import queue
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -32,6 +39,9 @@ from conveyor.sdk import HandlerShape, TaskContext, TaskQueue
 EXIT_OK = 0
 EXIT_INIT_FAILED = 3
 EXIT_PROTOCOL = 4
+
+#: ``prctl`` option of ``<linux/prctl.h>``: the signal sent to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
 
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
@@ -222,31 +232,108 @@ def _frame_streams() -> tuple[IO[bytes], IO[bytes]]:
     return frames_in, frames_out
 
 
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies; exit if that already happened.
+
+    Done here, not in the agent's ``preexec_fn``: that arms whatever the agent executes, which
+    will be bubblewrap once containers are sandboxed, not this process. The parent is whatever
+    spawned this process, the agent or such a wrapper (which dies with the agent itself:
+    bwrap's ``--die-with-parent``), so the check is against the parent seen at start: one that
+    died between ``getppid()`` and ``prctl`` is missed by ``prctl`` but seen by the second
+    ``getppid()``. One that died even earlier, while Python started, shows as a parent other
+    than the pid in ``wire.AGENT_PID_ENV``, which the agent sets when it spawns this process
+    directly. ``PDEATHSIG`` follows the parent *thread* that spawned the process: the agent
+    spawns from its event loop's thread, which lives as long as the agent. Without ``prctl``
+    (not Linux) the pipe watch of ``_Inbox`` remains.
+    """
+    parent = os.getppid()
+    spawner = os.environ.pop(wire.AGENT_PID_ENV, None)  # not the handler's business
+    if sys.platform == "linux":
+        import ctypes  # here: only Linux has prctl
+
+        # (a libc without prctl leaves the pipe watch alone on duty)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent or spawner not in (None, str(parent)):
+        os._exit(EXIT_OK)
+
+
+class _Inbox:
+    """Frames from the agent, read on a daemon thread, so the end of stdin is seen even while
+    a handler runs: it means the agent is gone, and nobody will read what the handler does.
+
+    The main thread marks the time it spends in user code (``enter``/``leave``); the end of
+    stdin then ends the process at once, else the main thread returns when it gets to it (an
+    idle worker exits cleanly, and a frame already read, e.g. a bad first frame, is answered).
+    The two flags are set before each side reads the other's, so one of them always sees it.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._frames: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._busy = False
+        self.get = self._frames.get
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        try:
+            while (message := wire.read_frame(stream)) is not None:
+                self._frames.put(message)
+        except ValueError as exc:
+            print(f"conveyor.container: bad frame from the agent: {exc}", file=sys.stderr)
+            os._exit(EXIT_PROTOCOL)
+        except OSError:  # a pipe that cannot be read is as ended as a closed one
+            pass
+        self._closed = True
+        if self._busy:
+            os._exit(EXIT_OK)
+        self._frames.put(None)
+
+    def enter(self) -> None:
+        """About to run user code: exit instead if the agent is already gone."""
+        self._busy = True
+        if self._closed:
+            os._exit(EXIT_OK)
+
+    def leave(self) -> None:
+        self._busy = False
+
+
 def main() -> int:
+    _die_with_parent()
     frames_in, frames_out = _frame_streams()
+    inbox = _Inbox(frames_in)
 
     def send(message: dict[str, Any]) -> None:
-        wire.write_frame(frames_out, message)
+        try:
+            wire.write_frame(frames_out, message)
+        except BrokenPipeError:  # the agent is gone: nobody to tell, nothing left to do
+            os._exit(EXIT_OK)
 
-    first = wire.read_frame(frames_in)
+    first = inbox.get()
     if first is None:
         return EXIT_OK
     if first.get("op") != "init":
         print(f"conveyor.container: expected an init frame, got {first.get('op')!r}",
               file=sys.stderr)
         return EXIT_PROTOCOL
+    inbox.enter()
     try:
         worker = Worker(first, send)
     except BaseException as exc:  # any failure of user code, even SystemExit, is reported
+        inbox.leave()  # user code is over: the agent closing the pipe now gets this exit code
         send({"op": "init_failed", "error": error_info(exc)})
         return EXIT_INIT_FAILED
+    inbox.leave()
     send({"op": "ready", "pid": os.getpid()})
     while True:
-        message = wire.read_frame(frames_in)
+        message = inbox.get()
         if message is None or message.get("op") == "stop":
             return EXIT_OK
         if message.get("op") == "run":
+            inbox.enter()
             worker.run(message)
+            inbox.leave()
 
 
 if __name__ == "__main__":

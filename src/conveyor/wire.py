@@ -12,6 +12,9 @@ agent → worker
     {"args", "kwargs"}), "callback_url": str | None, "timeout": float}``.
     ``stop``  ``{}`` — finish and exit.
 
+The end of the worker's stdin means the agent is gone: the worker exits at once, even in the
+middle of a task (its result would have no reader).
+
 worker → agent
     ``ready``       ``{"pid": int}``.
     ``init_failed`` ``{"error": {"type", "message", "traceback"}}``.
@@ -30,6 +33,9 @@ import orjson
 
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
+#: Environment variable holding the pid of the agent that spawned the worker (see
+#: ``conveyor.container``): a worker whose parent is another process was orphaned at birth.
+AGENT_PID_ENV = "CONVEYOR_AGENT_PID"
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -56,7 +62,10 @@ def read_frame(stream: IO[bytes]) -> dict[str, Any] | None:
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         return None
-    body = stream.read(decode_length(header))
+    length = decode_length(header)
+    body = stream.read(length)
+    if len(body) < length:  # the writer died in the middle of a frame
+        return None
     return decode(body)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.faults.cluster import Netns, PrivatePostgres, Proc
 from tests.faults.workload import Accepted, Planned, enqueue, hold_begins
+from tests.integration.conftest import pid_alive
 
 #: A pause or a cut lasts longer than the lease (10 s) and than the time after which a silent
 #: container stops counting against ``max_containers`` (15 s), so the other agent can take over.
@@ -22,6 +23,8 @@ STALL_S = 18.0
 #: A stale attempt may still be handed to its worker just after the agent comes back (before
 #: its next heartbeat learns the lease is gone); such runs belong to the stall.
 STALL_TAIL_S = 3.0
+#: A worker process dies within about a second of its agent; this is that on a loaded machine.
+ORPHAN_GRACE_S = 3.0
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Rig:
     cut_agent: Proc | None = None
     faults: Counter[str] = field(default_factory=Counter)
     log: list[str] = field(default_factory=list)
+    #: Worker processes still alive ``ORPHAN_GRACE_S`` after their agent was SIGKILLed alone.
+    orphans: list[str] = field(default_factory=list)
 
     def gateway_urls(self) -> list[str]:
         return [g.url for g in self.gateways if g.url is not None]
@@ -61,6 +66,8 @@ class Chaos:
         self.actions: dict[str, Callable[[], None]] = {
             "kill_worker": self.kill_worker,
             "kill_agent": self.kill_agent,
+            "kill_agent_alone": lambda: self.kill_alone("kill_agent_alone"),
+            "kill_serve_alone": lambda: self.kill_alone("kill_serve_alone"),
             "kill_gateway": lambda: self.kill_gateway("kill_gateway"),
             "kill_serve": lambda: self.kill_gateway("kill_serve"),
             "restart_pg": self.restart_pg,
@@ -122,6 +129,26 @@ class Chaos:
         time.sleep(0.5)
         agent.start()
         self._note("kill_agent", f"{tag} (SIGKILL to its process group), restarted")
+
+    def kill_alone(self, kind: str) -> None:
+        """SIGKILL an agent's (or ``serve``'s) own process only, as the OOM killer does, and
+        check that its worker processes die with it. A ``hold`` task is landed on it first, so
+        a worker that ran on would also leave a ledger run ending after its agent's death."""
+        eligible = [a for a in self.rig.agents if a.alive()]
+        agent = self._hold_target(eligible) or self.rng.choice(eligible)
+        tag, workers = agent.tag, agent.children()
+        agent.kill_alone()
+        deadline = time.monotonic() + ORPHAN_GRACE_S
+        while any(map(pid_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors = [pid for pid in workers if pid_alive(pid)]
+        self.rig.orphans += [f"worker {pid} of {tag}" for pid in survivors]
+        agent.start()
+        self._note(
+            kind,
+            f"{tag} (SIGKILL to its own pid): {len(survivors)} of its {len(workers)} worker"
+            f" processes outlived it by {ORPHAN_GRACE_S:.0f} s; restarted",
+        )
 
     def kill_gateway(self, kind: str) -> None:
         gateway = self.rng.choice(self.rig.gateways)

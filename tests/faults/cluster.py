@@ -195,6 +195,8 @@ class Proc:
     incarnation: int = 0
     #: Incarnation tag → (from, to) wall-clock windows it was paused or cut off.
     stalls: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    #: Incarnation tag → wall-clock second it was SIGKILLed.
+    deaths: dict[str, float] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
@@ -221,8 +223,18 @@ class Proc:
         """SIGKILL the process and all its children (a lost machine)."""
         if self.popen is None or self.popen.poll() is not None:
             return
+        self.deaths[self.tag] = time.time()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(30)
+
+    def kill_alone(self) -> None:
+        """SIGKILL the process only, as the OOM killer does: its children must die with it."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.deaths[self.tag] = time.time()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.popen.pid, signal.SIGKILL)
         self.popen.wait(30)
 
     def stop(self) -> None:

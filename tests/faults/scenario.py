@@ -81,6 +81,7 @@ def run(
     wait_callbacks(with_callback, receiver.snapshot, timeout=150)
     rows = fetch(store_url, ids)
     stalls = {tag: w for proc in rig.agents for tag, w in proc.stalls.items()}
+    deaths = {tag: t for proc in rig.agents for tag, t in proc.deaths.items()}
     report = Report(title, seed, faults=rig.faults)
     check(
         report,
@@ -91,7 +92,10 @@ def run(
         stalls,
         receiver.snapshot(),
         hold_begins(rig.ledger),
+        deaths,
     )
+    report.outlived_agent = len(rig.orphans)
+    report.violations += [f"{orphan} outlived its SIGKILLed agent" for orphan in rig.orphans]
     report.callback_deliveries = receiver.deliveries
     procs = {id(proc): proc for proc in [*rig.gateways, *rig.agents]}.values()
     report.errors_logged = logged_errors([proc.log_path for proc in procs])

@@ -30,6 +30,7 @@ ONE_HOST_FAULTS = (
     "kill_worker",
     "kill_worker",
     "kill_agent",
+    "kill_agent_alone",
     "kill_gateway",
     "kill_gateway",
     "restart_pg",
@@ -43,6 +44,7 @@ NETNS_FAULTS = (
     "kill_gateway",
     "restart_pg",
     "kill_agent",
+    "kill_agent_alone",
 )
 
 
@@ -123,6 +125,7 @@ def _run_postgres(tmp_path: Path, seed: int, load: Load, netns: Netns | None) ->
         assert report.lost == 0 and report.duplicate_completes == 0
         assert report.callbacks_missing == 0
         assert pg.restarts == rig.faults["restart_pg"] > 0
+        assert rig.faults["kill_agent_alone"] == 1
         # A hold task ran across the pause or the cut, and its agent killed it on return.
         assert report.foreign_stopped >= 1
         if netns is not None:

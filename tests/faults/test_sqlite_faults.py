@@ -18,7 +18,15 @@ from tests.faults.workload import HANDLER_SOURCE, Accepted, queue_options
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults, pytest.mark.timeout(900)]
 
-FAULTS = ("kill_worker", "kill_worker", "kill_worker", "kill_serve", "kill_worker", "kill_serve")
+FAULTS = (
+    "kill_worker",
+    "kill_worker",
+    "kill_worker",
+    "kill_serve",
+    "kill_worker",
+    "kill_serve",
+    "kill_serve_alone",
+)
 
 
 def test_sqlite_serve_under_faults(tmp_path: Path, seed: int) -> None:
@@ -59,3 +67,4 @@ def test_sqlite_serve_under_faults(tmp_path: Path, seed: int) -> None:
     assert report.lost == 0 and report.duplicate_completes == 0
     assert report.callbacks_missing == 0
     assert rig.faults["kill_serve"] > 0
+    assert rig.faults["kill_serve_alone"] == 1

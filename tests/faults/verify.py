@@ -10,6 +10,10 @@ What is checked (see docs/reliability.md):
   when the earlier one ran on an agent that was paused or cut off during it (its lease had
   lapsed, so the retry elsewhere was legitimate, and its own result was refused); two runs
   never share an attempt number;
+- die with the agent: no run ends more than ``DEATH_GRACE_S`` after its agent was SIGKILLed
+  (a worker that outlived its agent would run on, and overlap the retry elsewhere), and no
+  worker process is still alive a few seconds after its agent alone was SIGKILLed (seen by
+  the chaos itself, ``Rig.orphans``);
 - callbacks: every terminal task with a callback URL got one, with its final status;
 - no tracebacks: expected faults are logged as one-line warnings, so a traceback in any
   process log is a bug the run found (counted by what was raised);
@@ -33,6 +37,10 @@ from conveyor.store import open_store
 from conveyor.store.records import TaskRecord
 from conveyor.tasks import TaskStatus, is_terminal
 from tests.faults.workload import MAX_RETRIES, Accepted, Planned, Run, summarize_kinds
+
+#: A worker process dies within about a second of its agent; a run that ended later than this
+#: after its agent's SIGKILL went on without it.
+DEATH_GRACE_S = 2.0
 
 
 async def _fetch(store_url: str, ids: Sequence[str]) -> dict[str, TaskRecord | None]:
@@ -102,6 +110,10 @@ class Report:
     duplicate_completes: int = 0
     overlaps_outside_stall: int = 0
     overlaps_during_stall: int = 0
+    #: Worker processes alive seconds after their agent alone was SIGKILLed.
+    outlived_agent: int = 0
+    #: Runs that ended after their agent was SIGKILLed.
+    ran_after_death: int = 0
     stale_refused: int = 0
     unreported_runs: int = 0
     foreign_stopped: int = 0
@@ -126,8 +138,10 @@ class Report:
             f"  tasks lost: {self.lost}",
             f"  tasks not terminal: {self.not_terminal}",
             f"  duplicate COMPLETEs: {self.duplicate_completes}",
-            f"  concurrent runs outside a pause/cut: {self.overlaps_outside_stall}"
+            f"  concurrent runs outside a pause or cut: {self.overlaps_outside_stall}"
             f" (during one, lease lapsed: {self.overlaps_during_stall})",
+            f"  worker processes outliving their SIGKILLed agent: {self.outlived_agent};"
+            f" runs ending after their agent's death: {self.ran_after_death}",
             f"  stale writes refused: {self.stale_refused}",
             f"  runs killed before reporting: {self.unreported_runs}",
             f"  attempts across a pause/cut stopped on return: {self.foreign_stopped}",
@@ -174,6 +188,7 @@ def check(
     stalls: Mapping[str, Sequence[tuple[float, float]]],
     callbacks: Mapping[str, str],
     begins: Sequence[tuple[str, str]] = (),
+    deaths: Mapping[str, float] | None = None,
 ) -> Report:
     v = report.violations
     report.tasks = len(accepted.ids)
@@ -204,7 +219,7 @@ def check(
                 f" {row.attempt}, fence {row.fence}, container {row.container_id!r}"
             )
             continue
-        _check_runs(report, item, row, by_task.get(task_id, []), stalls)
+        _check_runs(report, item, row, by_task.get(task_id, []), stalls, deaths or {})
         _check_status(report, item, row)
         if item.callback:
             got = callbacks.get(task_id)
@@ -235,6 +250,7 @@ def _check_runs(
     row: TaskRecord,
     runs: list[Run],
     stalls: Mapping[str, Sequence[tuple[float, float]]],
+    deaths: Mapping[str, float],
 ) -> None:
     v = report.violations
     token = _token_of(row)
@@ -257,6 +273,13 @@ def _check_runs(
         if count > 1:
             v.append(f"task {row.id}: attempt {attempt} ran {count} times (claimed twice)")
     for run in runs:
+        died = deaths.get(run.agent)
+        if died is not None and run.end > died + DEATH_GRACE_S:
+            report.ran_after_death += 1
+            v.append(
+                f"task {row.id}: attempt {run.attempt} ran on {run.end - died:.1f} s after"
+                f" its agent {run.agent} was SIGKILLed"
+            )
         if run in recorded:
             continue
         if _stalled(stalls, run):

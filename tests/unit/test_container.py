@@ -5,23 +5,27 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import os
 import subprocess
 import sys
 import textwrap
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+import psutil
 import pytest
 
 from conveyor import wire
+from conveyor.container import EXIT_OK, EXIT_PROTOCOL
 from conveyor.queue_config import QueueConfig
+from tests.integration.conftest import pid_alive, until
 
 HANDLERS = '''
-import asyncio, os, sys
+import asyncio, os, sys, time
 
 from conveyor import Output, TaskContext, task_queue
 from helpers import double  # a sibling module: code_root is on sys.path
@@ -115,20 +119,40 @@ def saves(folder):
 def saves_then_fails():
     Output.from_bytes("partial.txt", b"p").save()
     raise RuntimeError("after saving")
+
+
+def ticking(path, seconds=60.0):
+    with open(path, "a") as out:
+        for _ in range(int(seconds * 10)):
+            out.write(f"{time.time()}\\n")
+            out.flush()
+            time.sleep(0.1)
+        out.write("end\\n")
+    return "ticked"
 '''
 
 
 _serial = itertools.count()
 
 
+#: How the agent starts a worker process.
+WORKER_ARGV = (sys.executable, "-m", "conveyor.container")
+#: The same, with a parent process between this test and the worker (the test keeps the pipes).
+VIA_PARENT_ARGV = (
+    sys.executable, "-c", f"import subprocess; subprocess.run({list(WORKER_ARGV)!r})"
+)  # fmt: skip
+
+
 class Container:
     """One worker process and its two frame pipes."""
 
-    def __init__(self, code_root: Path, handler: str, **config: Any) -> None:
+    def __init__(
+        self, code_root: Path, handler: str, argv: Sequence[str] = WORKER_ARGV, **config: Any
+    ) -> None:
         self.stderr_path = code_root / f"stderr-{next(_serial)}.log"
         self._stderr = self.stderr_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "conveyor.container"],
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
@@ -162,6 +186,14 @@ class Container:
 
     def run(self, *args: Any, callback_url: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Run one task; check its ``started`` frame and return its ``done`` frame."""
+        task_id = self.begin(*args, callback_url=callback_url, **kwargs)
+        done = self.receive()
+        assert done["op"] == "done"
+        assert (done["task_id"], done["fence"]) == (task_id, self.fence)
+        return done
+
+    def begin(self, *args: Any, callback_url: str | None = None, **kwargs: Any) -> str:
+        """Hand over one task and check its ``started`` frame; return the task's id."""
         self.fence += 1
         task_id = f"task-{self.fence}"
         before = time.time()
@@ -180,10 +212,7 @@ class Container:
         assert started["op"] == "started"
         assert (started["task_id"], started["fence"]) == (task_id, self.fence)
         assert before - 1 <= started["at"] <= time.time() + 1
-        done = self.receive()
-        assert done["op"] == "done"
-        assert (done["task_id"], done["fence"]) == (task_id, self.fence)
-        return done
+        return task_id
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -497,3 +526,75 @@ def test_a_first_frame_other_than_init_is_refused(code_root: Path) -> None:
     assert proc.returncode != 0
     assert proc.stdout == b""
     assert b"expected an init frame" in proc.stderr
+
+
+# A worker process dies with its agent (DESIGN A13), whatever killed the agent.
+
+
+async def test_the_end_of_stdin_ends_a_running_handler(start: Any, tmp_path: Path) -> None:
+    ticks = tmp_path / "ticks"
+    worker = start("app.py:ticking")
+    ready(worker)
+    worker.begin(str(ticks))  # 60 s of ticks
+    await until(ticks.exists)
+    worker.stdin.close()  # what the agent's death looks like from here
+    await until(lambda: worker.proc.poll() is not None, 10)
+    assert worker.proc.poll() == 0, "the handler went on after its agent was gone"
+    assert "end" not in ticks.read_text()
+    assert "Traceback" not in worker.stderr()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+async def test_the_kernel_kills_a_worker_whose_parent_died(start: Any, tmp_path: Path) -> None:
+    # This test holds both pipes open, so only the parent-death signal can end the worker.
+    ticks = tmp_path / "ticks"
+    worker = start("app.py:ticking", argv=VIA_PARENT_ARGV)
+    pid = worker.receive()["pid"]
+    assert psutil.Process(pid).ppid() == worker.proc.pid
+    worker.begin(str(ticks))
+    await until(ticks.exists)
+    worker.proc.kill()  # the parent alone, as the OOM killer does
+    await until(lambda: not pid_alive(pid), 10)
+    assert not pid_alive(pid), "the worker outlived its parent"
+    assert "end" not in ticks.read_text()
+
+
+def test_a_worker_orphaned_before_it_started_exits(code_root: Path) -> None:
+    # Its spawner died while Python started: its parent is not the pid the spawner gave.
+    env = {**os.environ, wire.AGENT_PID_ENV: str(os.getpid() + 1)}
+    proc = subprocess.Popen(
+        WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=code_root, env=env
+    )
+    try:
+        code = proc.wait(timeout=30)  # not waiting for an init frame that never comes
+    finally:
+        proc.kill()
+        out, _ = proc.communicate()
+    assert (code, out) == (0, b"")
+
+
+def test_a_worker_whose_results_have_no_reader_exits_quietly(start: Any, tmp_path: Path) -> None:
+    worker = start("app.py:ticking")
+    ready(worker)
+    worker.begin(str(tmp_path / "ticks"), seconds=1.0)
+    assert worker.proc.stdout is not None
+    worker.proc.stdout.close()  # the reader died; its stdin is still open
+    assert worker.proc.wait(timeout=30) == 0
+    assert "Traceback" not in worker.stderr()
+
+
+@pytest.mark.parametrize(
+    ("frames", "code", "says"),
+    [
+        (b"\x00\x00\x00\x03abc", EXIT_PROTOCOL, b"bad frame from the agent"),
+        # The agent died in the middle of a frame: that is the end of the pipe, not an error.
+        (b"\x00\x00\x00\x10abc", EXIT_OK, b""),
+    ],
+)
+def test_a_bad_frame_is_refused_in_words(
+    code_root: Path, frames: bytes, code: int, says: bytes
+) -> None:
+    proc = subprocess.run(WORKER_ARGV, input=frames, capture_output=True, cwd=code_root, timeout=30)
+    assert proc.returncode == code
+    assert says in proc.stderr
+    assert b"Traceback" not in proc.stderr

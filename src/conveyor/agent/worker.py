@@ -90,7 +90,12 @@ class WorkerProcess:
 
     async def start(self) -> bool:
         """Spawn the process and wait until it is ready. False if it could not start."""
-        env = {**os.environ, **self._env, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **self._env,
+            "PYTHONUNBUFFERED": "1",
+            wire.AGENT_PID_ENV: str(os.getpid()),  # so it can tell it was orphaned at birth
+        }
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
