@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 from store_bench import BULK_ROWS, bulk_load
 
-from conveyor.store import open_store
-from conveyor.store.records import NewTask, Outcome
+from conveyor.server.store import open_store
+from conveyor.server.store.records import NewTask, Outcome
 from conveyor.tasks import TaskStatus
 
 TARGET_MS = 300.0

@@ -20,11 +20,11 @@ import orjson
 import psutil
 import psycopg
 
-from conveyor.agent.agent import Agent, AgentSettings
 from conveyor.queue_config import AutoscalerConfig, QueueConfig
-from conveyor.store import open_store
-from conveyor.store.base import Store
-from conveyor.store.records import NewTask, Stub
+from conveyor.server.agent.agent import Agent, AgentSettings
+from conveyor.server.store import open_store
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import NewTask, Stub
 from conveyor.tasks import TaskStatus, is_terminal
 
 HANDLERS = """

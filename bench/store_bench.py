@@ -21,9 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from conveyor.store import open_store
-from conveyor.store.base import Store
-from conveyor.store.records import NewTask, Outcome, Stub
+from conveyor.server.store import open_store
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import NewTask, Outcome, Stub
 from conveyor.tasks import TaskStatus
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"

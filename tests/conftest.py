@@ -18,8 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from conveyor.store import open_store
-from conveyor.store.base import Store
+from conveyor.server.store import open_store
+from conveyor.server.store.base import Store
 
 OpenStore = Callable[[], Awaitable[Store]]
 
@@ -57,7 +57,7 @@ def _admin(sql: str) -> None:
 
 
 def _migrate(url: str) -> None:
-    from conveyor.store import open_store
+    from conveyor.server.store import open_store
 
     async def run() -> None:
         store = open_store(url)

@@ -30,12 +30,12 @@ from conveyor.errors import (
     TaskTimedOut,
     WaitTimeout,
 )
-from conveyor.outputs import Output
-from conveyor.sdk import QueueDepthAutoscaler, TaskContext, TaskQueue, task_queue
+from conveyor.sdk.decorator import QueueDepthAutoscaler, TaskContext, TaskQueue, task_queue
+from conveyor.sdk.outputs import Output
 from conveyor.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from conveyor.client import AsyncClient, Client, Task
+    from conveyor.sdk.client import AsyncClient, Client, Task
 
 __all__ = [
     "AsyncClient",

@@ -1,3 +1,3 @@
-from conveyor.cli import main
+from conveyor.cli.app import main
 
 main()

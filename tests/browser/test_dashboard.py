@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 from conveyor.queue_config import QueueConfig
-from conveyor.serve import DEFAULT_WORKSPACE
-from conveyor.store import open_store
+from conveyor.server.run import DEFAULT_WORKSPACE
+from conveyor.server.store import open_store
 from tests.browser.conftest import Server, screenshot
 
 

@@ -6,7 +6,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from conveyor.bundle import bundle_files, make_bundle
+from conveyor.sdk.bundle import bundle_files, make_bundle
 
 
 def tree(root: Path, *paths: str) -> None:

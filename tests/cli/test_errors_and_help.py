@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from conveyor.cli import app
+from conveyor.cli.app import app
 from tests.cli.conftest import Server, clean_env, one_error_line, start_server, stop_process
 
 COMMANDS = [

@@ -16,12 +16,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conveyor.cli import app
-from conveyor.gateway.settings import GatewaySettings
+from conveyor.cli.app import app
 from conveyor.queue_config import QueueConfig
-from conveyor.store import open_store
-from conveyor.store.base import Store
-from conveyor.store.records import TaskFilter
+from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.store import open_store
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import TaskFilter
 from tests.cli.conftest import HANDLERS, clean_env, one_error_line
 from tests.gateway.conftest import code_bundle, finish, start
 from tests.gateway_process import GatewayProcess, start_gateway

@@ -261,7 +261,7 @@ class Proc:
         self.stalls.setdefault(self.tag, []).append((start, end))
 
     def children(self) -> list[int]:
-        """Pids of the worker processes (``conveyor.container``) under this process."""
+        """Pids of the worker processes (``conveyor.runner.main``) under this process."""
         if self.popen is None or self.popen.poll() is not None:
             return []
         try:
@@ -271,7 +271,7 @@ class Proc:
         found = []
         for kid in kids:
             with contextlib.suppress(psutil.Error):
-                if "conveyor.container" in kid.cmdline():
+                if "conveyor.runner.main" in kid.cmdline():
                     found.append(kid.pid)
         return found
 

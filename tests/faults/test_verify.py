@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conveyor.store.records import TaskRecord
+from conveyor.server.store.records import TaskRecord
 from conveyor.tasks import TaskStatus
 from tests.faults.verify import Report, check, logged_errors
 from tests.faults.workload import Accepted, Planned, Run

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import orjson
 
-from conveyor.store import open_store
-from conveyor.store.records import TaskRecord
+from conveyor.server.store import open_store
+from conveyor.server.store.records import TaskRecord
 from conveyor.tasks import TaskStatus, is_terminal
 from tests.faults.workload import MAX_RETRIES, Accepted, Planned, Run, summarize_kinds
 

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from conveyor.gateway.app import create_app
-from conveyor.gateway.settings import GatewaySettings
 from conveyor.queue_config import QueueConfig
-from conveyor.store.base import Store
-from conveyor.store.records import Outcome, Stub, TaskRecord, Workspace
+from conveyor.server.gateway.app import create_app
+from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import Outcome, Stub, TaskRecord, Workspace
 from conveyor.tasks import TaskStatus
 
 BASE = "http://gateway.test"

@@ -16,9 +16,9 @@ import httpx
 import orjson
 import pytest
 
-from conveyor.callbacks import CallbackSender
-from conveyor.gateway.app import create_app
-from conveyor.store.base import Store
+from conveyor.server.callbacks import CallbackSender
+from conveyor.server.gateway.app import create_app
+from conveyor.server.store.base import Store
 from tests.gateway.conftest import Tenant, deploy, finish, start
 
 

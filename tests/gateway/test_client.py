@@ -14,7 +14,6 @@ import httpx
 import pytest
 import uvicorn
 
-from conveyor.client import DEFAULT_URL, AsyncClient, Client, load_settings
 from conveyor.errors import (
     ConnectionFailed,
     HTTPError,
@@ -23,10 +22,11 @@ from conveyor.errors import (
     TaskFailed,
     WaitTimeout,
 )
-from conveyor.gateway.app import create_app
-from conveyor.store import open_store
-from conveyor.store.base import Store
-from conveyor.store.records import Stub
+from conveyor.sdk.client import DEFAULT_URL, AsyncClient, Client, load_settings
+from conveyor.server.gateway.app import create_app
+from conveyor.server.store import open_store
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import Stub
 from conveyor.tasks import TaskStatus
 from tests.gateway.conftest import Tenant, deploy, finish, start
 

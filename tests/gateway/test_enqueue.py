@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from conveyor.store.base import Store
+from conveyor.server.store.base import Store
 from tests.gateway.conftest import Tenant, deploy
 
 

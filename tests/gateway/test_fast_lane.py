@@ -7,9 +7,9 @@ from typing import ClassVar
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.gateway.app import create_app
-from conveyor.gateway.settings import GatewaySettings
-from conveyor.store.base import Store
+from conveyor.server.gateway.app import create_app
+from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.store.base import Store
 
 from .conftest import BASE, Tenant, deploy
 

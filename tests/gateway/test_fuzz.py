@@ -19,9 +19,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from conveyor.gateway.app import create_app
-from conveyor.gateway.settings import GatewaySettings
-from conveyor.store import open_store
+from conveyor.server.gateway.app import create_app
+from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.store import open_store
 from tests.gateway.conftest import Tenant, deploy
 
 pytestmark = pytest.mark.slow

@@ -7,10 +7,10 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from conveyor.gateway.app import create_app
 from conveyor.queue_config import QueueConfig
-from conveyor.store import open_store
-from conveyor.store.base import Store
+from conveyor.server.gateway.app import create_app
+from conveyor.server.store import open_store
+from conveyor.server.store.base import Store
 from tests.gateway.conftest import Tenant, code_bundle, deploy, finish, start
 
 

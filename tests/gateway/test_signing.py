@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
-from conveyor.gateway.signing import KEYS_REFRESH_S, MISS_REFRESH_S, LinkKeys, OutputSigner
-from conveyor.store.base import Store
+from conveyor.server.gateway.signing import KEYS_REFRESH_S, MISS_REFRESH_S, LinkKeys, OutputSigner
+from conveyor.server.store.base import Store
 from tests.conftest import OpenStore
 
 EXPIRES = 4_000_000_000

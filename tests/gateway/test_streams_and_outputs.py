@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import orjson
 
-from conveyor.gateway.signing import LinkKeys
-from conveyor.store.base import Store
+from conveyor.server.gateway.signing import LinkKeys
+from conveyor.server.store.base import Store
 from tests.gateway.conftest import BASE, Tenant, deploy, finish, start
 
 

@@ -8,7 +8,7 @@ import httpx
 import orjson
 import pytest
 
-from conveyor.store.base import Store
+from conveyor.server.store.base import Store
 from conveyor.tasks import TaskStatus
 from tests.gateway.conftest import Tenant, deploy, finish, start
 

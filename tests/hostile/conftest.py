@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from conveyor.gateway.app import create_app
-from conveyor.gateway.settings import GatewaySettings
-from conveyor.store.base import Store
+from conveyor.server.gateway.app import create_app
+from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.store.base import Store
 from tests.gateway.conftest import BASE, Tenant, tenant
 
 MAX_BODY = 64 * 1024

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conveyor.gateway.enqueue import parse_call
-from conveyor.gateway.errors import BadRequest
-from conveyor.store.base import Store
+from conveyor.server.gateway.errors import BadRequest
+from conveyor.server.gateway.invoke import parse_call
+from conveyor.server.store.base import Store
 from tests.gateway.conftest import Tenant, deploy
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from conveyor.store.base import Store
-from conveyor.store.records import TaskFilter
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import TaskFilter
 from tests.gateway.conftest import Tenant, deploy, finish, start
 
 NO_TOKEN: dict[str, str] = {}

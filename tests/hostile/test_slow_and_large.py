@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conveyor.store import open_store
+from conveyor.server.store import open_store
 from tests.faults.cluster import Proc, conveyor_argv, free_port, processes
 from tests.gateway.conftest import Tenant, deploy
 

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from conveyor.agent.agent import Agent, AgentSettings
-from conveyor.agent.runtime import StubRuntime
 from conveyor.queue_config import QueueConfig
-from conveyor.store.base import Store
-from conveyor.store.records import NewTask, Stub, TaskView, Workspace
+from conveyor.server.agent.agent import Agent, AgentSettings
+from conveyor.server.agent.runtime import StubRuntime
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import NewTask, Stub, TaskView, Workspace
 from conveyor.tasks import TaskStatus, is_terminal
 
 

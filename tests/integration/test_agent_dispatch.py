@@ -7,10 +7,10 @@ from pathlib import Path
 
 import orjson
 
-from conveyor.agent.runtime import Container
-from conveyor.agent.worker import WorkerState
-from conveyor.store.base import Store
-from conveyor.store.records import NewTask, TaskRecord
+from conveyor.server.agent.process import WorkerState
+from conveyor.server.agent.runtime import Container
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import NewTask, TaskRecord
 from conveyor.tasks import TaskStatus
 from tests.integration.conftest import stepped_agent
 

@@ -10,12 +10,12 @@ import logging
 
 import pytest
 
-from conveyor.agent.agent import Agent, AgentSettings
 from conveyor.errors import PartEnded
-from conveyor.gateway.app import create_app
-from conveyor.gateway.settings import GatewaySettings
-from conveyor.serve import _run_together, _uvicorn
-from conveyor.store.base import Store
+from conveyor.server.agent.agent import Agent, AgentSettings
+from conveyor.server.gateway.app import create_app
+from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.run import _run_together, _uvicorn
+from conveyor.server.store.base import Store
 from tests.faults.cluster import free_port
 from tests.integration.conftest import until
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 
 from conveyor.queue_config import QueueConfig
-from conveyor.store import open_store
-from conveyor.store.records import NewTask
+from conveyor.server.store import open_store
+from conveyor.server.store.records import NewTask
 from conveyor.tasks import TaskStatus
 from tests.integration.conftest import pid_alive
 from tests.integration.test_lost_agent import bundle

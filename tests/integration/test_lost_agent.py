@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 
 from conveyor.queue_config import QueueConfig
-from conveyor.store.records import NewTask
+from conveyor.server.store.records import NewTask
 from conveyor.tasks import TaskStatus
 from tests.integration.conftest import Harness, pid_alive
 

@@ -15,7 +15,7 @@ import orjson
 import psutil
 
 from conveyor.queue_config import QueueConfig
-from conveyor.store.records import NewTask
+from conveyor.server.store.records import NewTask
 from conveyor.tasks import TaskStatus
 from tests.integration.conftest import Harness, pid_alive, until
 from tests.integration.test_lost_agent import bundle

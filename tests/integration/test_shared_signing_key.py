@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from conveyor.gateway.signing import LinkKeys
-from conveyor.store.records import ServerKeys
+from conveyor.server.gateway.signing import LinkKeys
+from conveyor.server.store.records import ServerKeys
 from conveyor.tasks import TaskStatus
 from tests.gateway_process import GatewayProcess, start_gateway
 from tests.integration.conftest import Harness, until

@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 import uvloop
 
-from conveyor.agent.runtime import Container
-from conveyor.agent.worker import Attempt, KillReason, WorkerProcess, WorkerState
 from conveyor.queue_config import QueueConfig
-from conveyor.store.base import Store
-from conveyor.store.records import DEPLOYMENT, TaskRecord
+from conveyor.server.agent.process import Attempt, KillReason, WorkerProcess, WorkerState
+from conveyor.server.agent.runtime import Container
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import DEPLOYMENT, TaskRecord
 from conveyor.tasks import TaskStatus
 from tests.integration.conftest import stepped_agent, until
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.store.base import Store
-from conveyor.store.records import Stub, Workspace
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import Stub, Workspace
 from tests.conftest import OpenStore as OpenStore
 
 #: A fixed instant for tests that step time (2026-11-28T00:00:00Z).

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conveyor.store.agents import AGENT_STALE_S
-from conveyor.store.base import Store
-from conveyor.store.records import Workspace
+from conveyor.server.store.agents import AGENT_STALE_S
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import Workspace
 
 from .conftest import CONFIG, T0
 

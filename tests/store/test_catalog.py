@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conveyor.errors import NotFound, StoreError
-from conveyor.store.base import Store
-from conveyor.store.records import DEPLOYMENT, SERVE, Workspace
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import DEPLOYMENT, SERVE, Workspace
 
 from .conftest import CONFIG
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from conveyor.errors import NotFound, PendingLimitExceeded, StoreUnavailable
-from conveyor.store.base import Store
-from conveyor.store.records import NewTask, Outcome, Stub, TaskFilter, Workspace
-from conveyor.store.sql import SqlStore
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import NewTask, Outcome, Stub, TaskFilter, Workspace
+from conveyor.server.store.sql import SqlStore
 from conveyor.tasks import TaskStatus
 
 

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from conveyor.store import open_store
-from conveyor.store.records import NewTask, Outcome
-from conveyor.store.sql import SqlStore
-from conveyor.store.sqlite import SqliteDriver
+from conveyor.server.store import open_store
+from conveyor.server.store.records import NewTask, Outcome
+from conveyor.server.store.sql import SqlStore
+from conveyor.server.store.sqlite import SqliteDriver
 from conveyor.tasks import TaskStatus
 
 HISTORY = 100_000

@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from conveyor import clock
-from conveyor.store.base import Store
-from conveyor.store.records import Event, NewTask, Outcome, Stub, TaskFilter, Workspace
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import Event, NewTask, Outcome, Stub, TaskFilter, Workspace
 from conveyor.tasks import TaskStatus
 
 from .conftest import T0

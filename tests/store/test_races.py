@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 
 from conveyor.errors import PendingLimitExceeded
-from conveyor.store import open_store
-from conveyor.store.base import Store
-from conveyor.store.records import CancelResult, NewTask, Outcome, Stub, TaskFilter, Workspace
+from conveyor.server.store import open_store
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import (
+    CancelResult,
+    NewTask,
+    Outcome,
+    Stub,
+    TaskFilter,
+    Workspace,
+)
 from conveyor.tasks import TaskStatus
 
 from .conftest import T0, OpenStore
@@ -152,8 +159,8 @@ async def test_terminal_status_is_never_overwritten(
 ENQUEUER = """
 import asyncio, sys
 from conveyor.errors import PendingLimitExceeded
-from conveyor.store import open_store
-from conveyor.store.records import NewTask
+from conveyor.server.store import open_store
+from conveyor.server.store.records import NewTask
 
 async def main(url, stub_id):
     store = open_store(url)

@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from conveyor.errors import ConfigError
-from conveyor.store import open_store, sqlite_path
-from conveyor.store.sql import load_migrations
+from conveyor.server.store import open_store, sqlite_path
+from conveyor.server.store.sql import load_migrations
 
 EXPECTED = Path(__file__).parent / "schema"
 #: Set to rewrite the checked-in schema dumps after adding a migration (then review the diff).

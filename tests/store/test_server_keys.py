@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conveyor.store.base import Store
+from conveyor.server.store.base import Store
 from tests.conftest import OpenStore
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from conveyor import clock
 from conveyor.errors import OutputTooLarge, PendingLimitExceeded
-from conveyor.store.base import CONTAINER_STALE_S, Store
-from conveyor.store.records import NewTask, Outcome, Stub, TaskFilter, Workspace
+from conveyor.server.store.base import CONTAINER_STALE_S, Store
+from conveyor.server.store.records import NewTask, Outcome, Stub, TaskFilter, Workspace
 from conveyor.tasks import TaskStatus
 
 from .conftest import T0

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from conveyor.agent.exits import describe_exit
-from conveyor.agent.runtime import MAX_PREFETCH_PER_WORKER, StubRuntime, new_container_id
 from conveyor.queue_config import QueueConfig
-from conveyor.store.records import SERVE, Stub
+from conveyor.server.agent.exits import describe_exit
+from conveyor.server.agent.runtime import MAX_PREFETCH_PER_WORKER, StubRuntime, new_container_id
+from conveyor.server.store.records import SERVE, Stub
 
 
 def runtime() -> StubRuntime:

@@ -1,4 +1,4 @@
-"""The real worker process, ``python -m conveyor.container``, driven through its pipes."""
+"""The real worker process, ``python -m conveyor.runner.main``, driven through its pipes."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import orjson
 import psutil
 import pytest
 
-from conveyor import wire
-from conveyor.container import EXIT_OK, EXIT_PROTOCOL
 from conveyor.queue_config import QueueConfig
+from conveyor.runner import wire
+from conveyor.runner.main import EXIT_OK, EXIT_PROTOCOL
 from tests.integration.conftest import pid_alive, until
 
 HANDLERS = '''
@@ -136,7 +136,7 @@ _serial = itertools.count()
 
 
 #: How the agent starts a worker process.
-WORKER_ARGV = (sys.executable, "-m", "conveyor.container")
+WORKER_ARGV = (sys.executable, "-m", "conveyor.runner.main")
 #: The same, with a parent process between this test and the worker (the test keeps the pipes).
 VIA_PARENT_ARGV = (
     sys.executable, "-c", f"import subprocess; subprocess.run({list(WORKER_ARGV)!r})"
@@ -307,7 +307,7 @@ def test_exception_is_failed_with_traceback(start: Any) -> None:
     assert error["type"] == "ValueError"
     assert error["message"] == "bad input"
     assert 'raise ValueError("bad input")' in error["traceback"]
-    assert "conveyor/container.py" not in error["traceback"]
+    assert "conveyor/runner/main.py" not in error["traceback"]
     # A subclass of a retry_for class is retryable.
     flaky = worker.run("flaky")
     assert flaky["status"] == "FAILED"
@@ -517,7 +517,7 @@ def test_many_small_tasks_are_fast(start: Any) -> None:
 
 def test_a_first_frame_other_than_init_is_refused(code_root: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "conveyor.container"],
+        [sys.executable, "-m", "conveyor.runner.main"],
         input=wire.encode({"op": "run", "task_id": "t"}),
         capture_output=True,
         cwd=code_root,

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conveyor.store.lane import Lane, LaneClosed
+from conveyor.server.store.lane import Lane, LaneClosed
 
 
 async def test_calls_made_while_busy_share_the_next_hop() -> None:

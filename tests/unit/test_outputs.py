@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conveyor import InvalidOutput, Output, outputs
+from conveyor import InvalidOutput, Output
+from conveyor.sdk import outputs
 
 
 @pytest.fixture(autouse=True)

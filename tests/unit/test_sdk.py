@@ -17,10 +17,10 @@ from conveyor import (
     QueueDepthAutoscaler,
     TaskContext,
     TaskQueue,
-    outputs,
     task_queue,
 )
 from conveyor.queue_config import AutoscalerConfig, QueueConfig
+from conveyor.sdk import outputs
 
 
 @pytest.fixture(autouse=True)
@@ -252,7 +252,7 @@ def test_decorating_twice_is_refused() -> None:
 
 def test_put_uses_the_client_lazily(monkeypatch: pytest.MonkeyPatch) -> None:
     # Without configuration, .put() fails with a conveyor error, not at decoration.
-    pytest.importorskip("conveyor.client")
+    pytest.importorskip("conveyor.sdk.client")
     monkeypatch.delenv("CONVEYOR_URL", raising=False)
     monkeypatch.delenv("CONVEYOR_TOKEN", raising=False)
     monkeypatch.setenv("HOME", "/nonexistent-conveyor-home")
@@ -271,7 +271,7 @@ def test_import_and_decoration_do_no_io() -> None:
         "import sys, conveyor\n"
         "@conveyor.task_queue(name='q')\n"
         "def f(): pass\n"
-        "bad = [m for m in ('conveyor.client', 'httpx') if m in sys.modules]\n"
+        "bad = [m for m in ('conveyor.sdk.client', 'httpx') if m in sys.modules]\n"
         "print(bad)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}

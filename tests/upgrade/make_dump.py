@@ -17,9 +17,9 @@ from pathlib import Path
 import orjson
 
 from conveyor.queue_config import QueueConfig
-from conveyor.store import open_store
-from conveyor.store.base import Store
-from conveyor.store.records import NewTask, Outcome
+from conveyor.server.store import open_store
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import NewTask, Outcome
 from conveyor.tasks import TaskStatus
 
 HERE = Path(__file__).parent

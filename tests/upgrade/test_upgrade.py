@@ -11,8 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conveyor.store import open_store
-from conveyor.store.sql import load_migrations
+from conveyor.server.store import open_store
+from conveyor.server.store.sql import load_migrations
 from conveyor.tasks import TaskStatus
 
 HERE = Path(__file__).parent
@@ -69,7 +69,7 @@ async def test_schema1_store_migrates_and_keeps_every_task(
             if status == "COMPLETE":
                 assert view.task.result is not None
                 assert [o.name for o in view.outputs] == ["out.txt"]
-        from conveyor.store.records import TaskFilter
+        from conveyor.server.store.records import TaskFilter
 
         listed, _ = await store.list_tasks(workspace.id, TaskFilter(), limit=100)
         assert {v.task.id for v in listed} == set(expected)

@@ -1,0 +1,5 @@
+import sys
+
+from conveyor.runner.main import main
+
+sys.exit(main())

@@ -1,0 +1,341 @@
+"""The worker process: ``python -m conveyor.runner.main``, spawned and fed by an agent.
+
+It speaks the frame protocol of :mod:`conveyor.runner.wire` on stdin and its *original* stdout. The
+first frame is ``init``: import the handler once, run ``on_start`` once, answer ``ready``.
+Then one ``run`` at a time, each answered by ``started`` and ``done``, until ``stop`` or the
+end of stdin. The per-task path does no imports and no signature inspection: it is the hot
+path of every task.
+
+The process dies with its agent (DESIGN A13), whatever killed the agent: the kernel kills it
+when its parent dies (Linux), and the end of stdin ends it at once, even mid-task.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import inspect
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+
+from conveyor.policy import is_retryable, qualified_name
+from conveyor.queue_config import QueueConfig
+from conveyor.runner import wire
+from conveyor.sdk import outputs
+from conveyor.sdk.decorator import HandlerShape, TaskContext, TaskQueue
+
+#: Exit codes, read by the agent.
+EXIT_OK = 0
+EXIT_INIT_FAILED = 3
+EXIT_PROTOCOL = 4
+
+#: ``prctl`` option of ``<linux/prctl.h>``: the signal sent to this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+if TYPE_CHECKING:
+    from asyncio import AbstractEventLoop
+
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def load_handler(code_root: str | os.PathLike[str], handler: str) -> Any:
+    """Import ``"relative/path.py:attr"`` under ``code_root`` and return the attribute.
+
+    The module is named after its path (``pkg/app.py`` → ``pkg.app``) and ``code_root`` goes
+    first on ``sys.path``, so the file's own imports of sibling modules work, and classes it
+    defines get the same qualified names wherever the file is loaded this way.
+    """
+    file_part, sep, attr = handler.rpartition(":")
+    if not sep or not file_part or not attr:
+        raise ImportError(f"handler {handler!r} must look like 'path/to/file.py:function'")
+    root = Path(code_root).resolve()
+    if str(root) not in sys.path[:1]:
+        sys.path.insert(0, str(root))
+    module = _import_file(root, (root / file_part).resolve())
+    value: Any = module
+    for part in attr.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise ImportError(f"{file_part} has no attribute {attr!r}") from None
+    return value
+
+
+def _import_file(root: Path, path: Path) -> ModuleType:
+    if not path.is_file():
+        raise ImportError(f"handler file {str(path)!r} does not exist")
+    relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
+    name = ".".join(relative.with_suffix("").parts)
+    existing = sys.modules.get(name)
+    if existing is not None:
+        if getattr(existing, "__file__", None) == str(path):
+            return existing
+        raise ImportError(
+            f"handler module {name!r} clashes with an already imported module; rename {path.name}"
+        )
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def error_info(exc: BaseException) -> dict[str, str]:
+    """``{"type", "message", "traceback"}`` of an exception, from the user's frames on.
+
+    Frames up to the last one of this module (the worker's own calls, the event loop an async
+    handler ran on) say nothing to the user and are left out.
+    """
+    start: TracebackType | None = exc.__traceback__
+    tb = start
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == __file__:
+            start = tb.tb_next
+        tb = tb.tb_next
+    return {
+        "type": qualified_name(type(exc)),
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, start)),
+    }
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"base64": base64.b64encode(value).decode("ascii")}
+    raise TypeError
+
+
+class Worker:
+    """A loaded handler, ready to run tasks one at a time."""
+
+    def __init__(self, init: Mapping[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
+        self._send = send
+        self._config = QueueConfig.from_dict(init["config"])
+        self._container_id = str(init.get("container_id", ""))
+        self._stub_id = str(init.get("stub_id", ""))
+        self._stub_type = str(init.get("stub_type", ""))
+        target = load_handler(init["code_root"], self._config.handler)
+        on_start: Callable[[], Any] | None = None
+        retry_classes: tuple[type[BaseException], ...] = ()
+        if isinstance(target, TaskQueue):
+            on_start, retry_classes = target.on_start, target.retry_for
+            target = target.func
+        if not callable(target):
+            raise TypeError(f"handler {self._config.handler!r} is not callable")
+        self._func: Callable[..., Any] = target
+        self._shape = HandlerShape.of(target)
+        self._retry_for = self._config.retry_for
+        # The decorator's own classes also match, whatever name the module had when deployed.
+        self._retry_classes = retry_classes
+        self._loop: AbstractEventLoop | None = None
+        self._on_start_value = self._settle(on_start()) if on_start is not None else None
+
+    def _settle(self, value: Any) -> Any:
+        """Await ``value`` on this process's one event loop if it is awaitable."""
+        if not inspect.isawaitable(value):
+            return value
+        if self._loop is None:
+            import asyncio  # once per process, and only for async code: faster start
+
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+        return self._loop.run_until_complete(_await(value))
+
+    def run(self, msg: Mapping[str, Any]) -> None:
+        task_id, fence = msg["task_id"], msg["fence"]
+        send = self._send
+        send({"op": "started", "task_id": task_id, "fence": fence, "at": time.time()})
+        outputs.reset()
+        result: str | None = None
+        error: dict[str, str] | None = None
+        retryable = False
+        try:
+            payload = orjson.loads(msg["payload"]) if msg.get("payload") else {}
+            args = payload.get("args") or ()
+            kwargs = payload.get("kwargs") or {}
+            context = None
+            if self._shape.wants_context:
+                context = TaskContext(
+                    task_id=task_id,
+                    attempt=msg.get("attempt", 1),
+                    container_id=self._container_id,
+                    stub_id=self._stub_id,
+                    stub_type=self._stub_type,
+                    callback_url=msg.get("callback_url"),
+                    timeout=msg.get("timeout", self._config.timeout),
+                    on_start_value=self._on_start_value,
+                )
+            kwargs = self._shape.complete(kwargs, msg.get("callback_url"), context)
+            value = self._settle(self._func(*args, **kwargs))
+        except Exception as exc:
+            error = error_info(exc)
+            retryable = isinstance(exc, self._retry_classes) or is_retryable(exc, self._retry_for)
+        else:
+            try:
+                result = orjson.dumps(value, default=_json_default, option=_JSON_OPTIONS).decode()
+            except TypeError:
+                error = error_info(
+                    TypeError(
+                        f"the handler returned a {type(value).__name__}, which is not "
+                        "JSON-serialisable; return JSON types or bytes, or save files with Output"
+                    )
+                )
+        saved = [
+            {"name": name, "data": base64.b64encode(data).decode("ascii")}
+            for name, data in outputs.take()
+        ]
+        send(
+            {
+                "op": "done",
+                "task_id": task_id,
+                "fence": fence,
+                "status": "FAILED" if error is not None else "COMPLETE",
+                "result": result,
+                "error": error,
+                "retryable": retryable,
+                "outputs": saved,
+            }
+        )
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+def _frame_streams() -> tuple[IO[bytes], IO[bytes]]:
+    """Take stdin and stdout for frames; leave the handler /dev/null and stderr instead."""
+    frames_in = os.fdopen(os.dup(0), "rb")
+    frames_out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
+    sys.stdout = sys.stderr
+    return frames_in, frames_out
+
+
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this process when its parent dies; exit if that already happened.
+
+    Done here, not in the agent's ``preexec_fn``: that arms whatever the agent executes, which
+    will be bubblewrap once containers are sandboxed, not this process. The parent is whatever
+    spawned this process, the agent or such a wrapper (which dies with the agent itself:
+    bwrap's ``--die-with-parent``), so the check is against the parent seen at start: one that
+    died between ``getppid()`` and ``prctl`` is missed by ``prctl`` but seen by the second
+    ``getppid()``. One that died even earlier, while Python started, shows as a parent other
+    than the pid in ``wire.AGENT_PID_ENV``, which the agent sets when it spawns this process
+    directly. ``PDEATHSIG`` follows the parent *thread* that spawned the process: the agent
+    spawns from its event loop's thread, which lives as long as the agent. Without ``prctl``
+    (not Linux) the pipe watch of ``_Inbox`` remains.
+    """
+    parent = os.getppid()
+    spawner = os.environ.pop(wire.AGENT_PID_ENV, None)  # not the handler's business
+    if sys.platform == "linux":
+        import ctypes  # here: only Linux has prctl
+
+        # (a libc without prctl leaves the pipe watch alone on duty)
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent or spawner not in (None, str(parent)):
+        os._exit(EXIT_OK)
+
+
+class _Inbox:
+    """Frames from the agent, read on a daemon thread, so the end of stdin is seen even while
+    a handler runs: it means the agent is gone, and nobody will read what the handler does.
+
+    The main thread marks the time it spends in user code (``enter``/``leave``); the end of
+    stdin then ends the process at once, else the main thread returns when it gets to it (an
+    idle worker exits cleanly, and a frame already read, e.g. a bad first frame, is answered).
+    The two flags are set before each side reads the other's, so one of them always sees it.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._frames: queue.SimpleQueue[dict[str, Any] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._busy = False
+        self.get = self._frames.get
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        try:
+            while (message := wire.read_frame(stream)) is not None:
+                self._frames.put(message)
+        except ValueError as exc:
+            print(f"conveyor.runner.main: bad frame from the agent: {exc}", file=sys.stderr)
+            os._exit(EXIT_PROTOCOL)
+        except OSError:  # a pipe that cannot be read is as ended as a closed one
+            pass
+        self._closed = True
+        if self._busy:
+            os._exit(EXIT_OK)
+        self._frames.put(None)
+
+    def enter(self) -> None:
+        """About to run user code: exit instead if the agent is already gone."""
+        self._busy = True
+        if self._closed:
+            os._exit(EXIT_OK)
+
+    def leave(self) -> None:
+        self._busy = False
+
+
+def main() -> int:
+    _die_with_parent()
+    frames_in, frames_out = _frame_streams()
+    inbox = _Inbox(frames_in)
+
+    def send(message: dict[str, Any]) -> None:
+        try:
+            wire.write_frame(frames_out, message)
+        except BrokenPipeError:  # the agent is gone: nobody to tell, nothing left to do
+            os._exit(EXIT_OK)
+
+    first = inbox.get()
+    if first is None:
+        return EXIT_OK
+    if first.get("op") != "init":
+        print(f"conveyor.runner.main: expected an init frame, got {first.get('op')!r}",
+              file=sys.stderr)
+        return EXIT_PROTOCOL
+    inbox.enter()
+    try:
+        worker = Worker(first, send)
+    except BaseException as exc:  # any failure of user code, even SystemExit, is reported
+        inbox.leave()  # user code is over: the agent closing the pipe now gets this exit code
+        send({"op": "init_failed", "error": error_info(exc)})
+        return EXIT_INIT_FAILED
+    inbox.leave()
+    send({"op": "ready", "pid": os.getpid()})
+    while True:
+        message = inbox.get()
+        if message is None or message.get("op") == "stop":
+            return EXIT_OK
+        if message.get("op") == "run":
+            inbox.enter()
+            worker.run(message)
+            inbox.leave()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""One worker process of a container, seen from the agent: spawn, feed, watch, kill."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from conveyor.runner import wire
+from conveyor.server.agent.exits import describe_exit
+from conveyor.server.store.records import TaskRecord
+
+log = logging.getLogger("conveyor.server.agent")
+
+#: Seconds between SIGTERM and SIGKILL when a process is stopped.
+KILL_GRACE_S = 0.5
+#: Seconds a worker may take to import its code and run ``on_start``.
+START_TIMEOUT_S = 120.0
+
+
+class WorkerState(Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DEAD = "dead"
+
+
+class KillReason(Enum):
+    TIMEOUT = "timeout"
+    CANCEL = "cancel"
+    MEMORY = "memory"
+    STOP = "stop"
+
+
+@dataclass(slots=True)
+class Attempt:
+    task_id: str
+    fence: int
+    attempt: int
+    #: Wall-clock second after which the attempt times out (None: no timeout).
+    deadline: float | None
+    dispatched_at: float
+    started_at: float | None = None
+
+
+DoneHandler = Callable[["WorkerProcess", Attempt, dict[str, Any]], Awaitable[None]]
+ExitHandler = Callable[["WorkerProcess", int | None], Awaitable[None]]
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        *,
+        container_id: str,
+        init: Mapping[str, Any],
+        env: Mapping[str, str],
+        on_done: DoneHandler,
+        on_exit: ExitHandler,
+    ) -> None:
+        self.container_id = container_id
+        self.stub_id = str(init["stub_id"])
+        self._init = dict(init)
+        self._env = env
+        self._on_done = on_done
+        self._on_exit = on_exit
+        self.state = WorkerState.STARTING
+        self.current: Attempt | None = None
+        self.kill_reason: KillReason | None = None
+        self.proc: asyncio.subprocess.Process | None = None
+        self.idle_since = time.time()
+        self.init_error: dict[str, Any] | None = None
+        #: The process said ``ready`` (it may be busy or dead since).
+        self.ready = False
+        #: Why ``start`` returned False, in words.
+        self.start_failure = ""
+        self._ready = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def start(self) -> bool:
+        """Spawn the process and wait until it is ready. False if it could not start."""
+        env = {
+            **os.environ,
+            **self._env,
+            "PYTHONUNBUFFERED": "1",
+            wire.AGENT_PID_ENV: str(os.getpid()),  # so it can tell it was orphaned at birth
+        }
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "conveyor.runner.main",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+            limit=2**20,
+        )
+        self._reader = asyncio.create_task(self._read_loop())
+        self._send({"op": "init", **self._init})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), START_TIMEOUT_S)
+        # Not ``state is IDLE``: once ready, the agent may hand it a task before this resumes
+        # (that check made a busy worker look unstarted, and killed it with its task).
+        if self.ready:
+            return True
+        if self.proc.returncode is None:  # still importing after START_TIMEOUT_S
+            self.start_failure = f"worker process was not ready after {START_TIMEOUT_S:.0f} s"
+            await self.kill(KillReason.STOP)
+        elif self.init_error is not None:
+            self.start_failure = str(self.init_error.get("message", "its code failed to load"))
+        else:
+            self.start_failure = describe_exit(self.proc.returncode) + " while starting"
+        # A process that died while starting is reported through ``on_exit`` like any crash,
+        # so the container replaces it.
+        return False
+
+    def run(self, task: TaskRecord, now: float) -> None:
+        assert self.state is WorkerState.IDLE
+        deadline = None if task.timeout_s < 0 else now + task.timeout_s
+        self.current = Attempt(task.id, task.fence, task.attempt, deadline, now)
+        self.state = WorkerState.BUSY
+        self._send(
+            {
+                "op": "run",
+                "task_id": task.id,
+                "fence": task.fence,
+                "attempt": task.attempt,
+                "payload": task.payload,
+                "callback_url": task.callback_url,
+                "timeout": task.timeout_s,
+            }
+        )
+
+    async def kill(self, reason: KillReason) -> None:
+        """SIGTERM, a short grace, then SIGKILL. The exit is reported through ``on_exit``."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), KILL_GRACE_S)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def stop(self) -> None:
+        """Ask an idle process to exit; kill it if it does not."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        self.kill_reason = self.kill_reason or KillReason.STOP
+        self._send({"op": "stop"})
+        try:
+            await asyncio.wait_for(proc.wait(), 2.0)
+        except TimeoutError:
+            await self.kill(KillReason.STOP)
+
+    def _send(self, message: dict[str, Any]) -> None:
+        """Write a frame; to a process that just died, write nothing: its death is reported
+        by the read loop through ``on_exit``, and raising here would fail a caller that did
+        nothing wrong (another worker's result feeding this one, a container's start-up)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        stdin = self.proc.stdin
+        if stdin.is_closing():
+            return
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(wire.encode(message))
+
+    async def _read_loop(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        stdout = self.proc.stdout
+        try:
+            while True:
+                header = await stdout.readexactly(4)
+                message = wire.decode(await stdout.readexactly(wire.decode_length(header)))
+                try:
+                    await self._handle(message)
+                except Exception:  # a bug in the agent's handlers must not deafen this worker
+                    log.exception("handling %r from a worker process failed", message.get("op"))
+        except (asyncio.IncompleteReadError, ConnectionResetError, ValueError):
+            pass
+        returncode = await self.proc.wait()
+        self.state = WorkerState.DEAD
+        self._ready.set()
+        await self._on_exit(self, returncode)
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "ready":
+            self.ready = True
+            self.state = WorkerState.IDLE
+            self.idle_since = time.time()
+            self._ready.set()
+        elif op == "init_failed":
+            self.init_error = message.get("error")
+            self._ready.set()
+        elif op == "started":
+            if self.current is not None and self.current.task_id == message.get("task_id"):
+                self.current.started_at = float(message.get("at", time.time()))
+        elif op == "done":
+            current = self.current
+            if current is None or current.task_id != message.get("task_id"):
+                return
+            if self.kill_reason not in (None, KillReason.STOP):
+                return  # a killed attempt's last words are not recorded
+            # (a graceful stop lets the running task finish, and its result counts)
+            self.current = None
+            self.state = WorkerState.IDLE
+            self.idle_since = time.time()
+            await self._on_done(self, current, message)

@@ -1,0 +1,245 @@
+"""The gateway ASGI app: ``create_app(store, settings)`` and the one route table."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute
+
+from conveyor.server.callbacks import CallbackSender
+from conveyor.server.dashboard.routes import routes as dashboard_routes
+from conveyor.server.gateway import deploy, downloads, health, queues, sse, task_routes
+from conveyor.server.gateway.agents import AgentDirectory
+from conveyor.server.gateway.body_limit import BodyLimitMiddleware
+from conveyor.server.gateway.errors import install_error_handlers
+from conveyor.server.gateway.fast_lane import GatewayApp
+from conveyor.server.gateway.invoke import (
+    bind,
+    enqueue_batch,
+    enqueue_one,
+    latest_stub,
+    public_stub,
+    stub_by_id,
+    versioned_stub,
+    warmup,
+)
+from conveyor.server.gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from conveyor.server.gateway.openapi import (
+    BATCH_BODY,
+    CANCEL_BODY,
+    DEPLOY_BODY,
+    ENQUEUE_BODY,
+    clean_openapi,
+    docs_routes,
+    responses,
+)
+from conveyor.server.gateway.plain_route import GatewayRoute, PlainRoute
+from conveyor.server.gateway.responses import OrjsonResponse
+from conveyor.server.gateway.schemas import (
+    CancelOut,
+    DeployOut,
+    EmptyOut,
+    HealthOut,
+    QueueListOut,
+    QueueOut,
+    TaskIdOut,
+    TaskIdsOut,
+    TaskOut,
+    TaskPageOut,
+)
+from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.gateway.signing import OutputSigner
+from conveyor.server.gateway.state import GatewayState
+from conveyor.server.store.base import Store
+
+Endpoint = Callable[..., Any]
+
+#: Error statuses each kind of route documents (every route may also answer 413 and 503).
+_ENQUEUE = (400, 401, 404, 429)
+_READ = (400, 401, 404)
+_AUTHED: dict[str, Any] = {"security": [{"bearer": []}]}
+_INVOKE_AUTH: dict[str, Any] = {"security": [{"bearer": []}, {"basic": []}]}
+
+
+@asynccontextmanager
+async def _delivering_callbacks(store: Store) -> AsyncIterator[None]:
+    sender = CallbackSender(store)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(sender.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await loop
+        await sender.aclose()
+
+
+def _route(
+    path: str,
+    endpoint: Endpoint,
+    method: str,
+    summary: str,
+    model: type | None,
+    errors: Sequence[int],
+    *,
+    hidden: bool = False,
+    body: dict[str, Any] | None = None,
+    auth: dict[str, Any] | None = _AUTHED,
+    response_class: type[Response] = OrjsonResponse,
+    media_type: str = "application/json",
+    plain: bool = False,
+    name: str | None = None,
+) -> GatewayRoute:
+    """One documented route; ``plain`` serves it as a ``PlainRoute`` (hot paths)."""
+    extra: dict[str, Any] = dict(auth or {})
+    if body is not None:
+        extra["requestBody"] = body
+    return (PlainRoute if plain else GatewayRoute)(
+        path,
+        endpoint,
+        name=name,
+        methods=[method],
+        summary=summary,
+        response_model=None,
+        response_class=response_class,
+        responses=responses(model, errors, media_type),
+        include_in_schema=not hidden,
+        openapi_extra=extra or None,
+    )
+
+
+def create_app(
+    store: Store,
+    settings: GatewaySettings | None = None,
+    *,
+    manage_store: bool = False,
+    deliver_callbacks: bool = False,
+) -> FastAPI:
+    """The gateway app over ``store``.
+
+    Parameters
+    ----------
+    manage_store
+        The app's lifespan opens and closes the store, inside the server's event loop;
+        otherwise the caller passes an opened store and closes it.
+    deliver_callbacks
+        The app's lifespan also runs a ``CallbackSender`` (safe in several processes).
+    """
+    settings = settings or GatewaySettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if manage_store:
+                await store.open()
+                stack.push_async_callback(store.close)
+            if deliver_callbacks:
+                await stack.enter_async_context(_delivering_callbacks(store))
+            yield
+
+    app = GatewayApp(
+        max_body_bytes=settings.max_body_bytes,
+        title="Conveyor",
+        summary="Task queues over HTTP",
+        version="1",
+        routes=routes,
+        lifespan=lifespan,
+        redirect_slashes=False,
+        docs_url=None,  # /docs is in the route table, with local assets
+        redoc_url=None,
+    )
+    app.state.gateway = GatewayState(
+        store=store,
+        settings=settings,
+        signer=OutputSigner(store),
+        metrics=GatewayMetrics(),
+        agents=AgentDirectory(store),
+    )
+    install_error_handlers(app, settings.retry_after_s)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    clean_openapi(app)
+    return app
+
+
+one, batch = enqueue_one, enqueue_batch
+
+#: Every route of the gateway, in matching order: fixed segments before parameters.
+routes: list[BaseRoute] = [
+    # -- invocation ----------------------------------------------------------------------
+    _route("/taskqueue/public/{stub_id}", bind(one, public_stub), "POST",
+           "Enqueue a task on a public queue (no token)", TaskIdOut, _ENQUEUE,
+           body=ENQUEUE_BODY, auth=None, plain=True),
+    _route("/taskqueue/id/{stub_id}/batch", bind(batch, stub_by_id), "POST",
+           "Enqueue tasks on a stub, all or nothing", TaskIdsOut, _ENQUEUE,
+           body=BATCH_BODY, auth=_INVOKE_AUTH, plain=True),
+    _route("/taskqueue/id/{stub_id}/warmup", bind(warmup, stub_by_id), "POST",
+           "Start a container for a stub", EmptyOut, _ENQUEUE, auth=_INVOKE_AUTH, plain=True),
+    _route("/taskqueue/id/{stub_id}", bind(one, stub_by_id), "POST",
+           "Enqueue a task on a stub", TaskIdOut, _ENQUEUE,
+           body=ENQUEUE_BODY, auth=_INVOKE_AUTH, plain=True),
+    _route("/taskqueue/{name}/batch", bind(batch, latest_stub), "POST",
+           "Enqueue tasks on a queue's latest version, all or nothing", TaskIdsOut, _ENQUEUE,
+           body=BATCH_BODY, auth=_INVOKE_AUTH, plain=True),
+    _route("/taskqueue/{name}/warmup", bind(warmup, latest_stub), "POST",
+           "Start a container for a queue's latest version", EmptyOut, _ENQUEUE,
+           auth=_INVOKE_AUTH, plain=True),
+    _route("/taskqueue/{name}/{version}/batch", bind(batch, versioned_stub), "POST",
+           "Enqueue tasks on a queue version (latest or vN), all or nothing", TaskIdsOut,
+           _ENQUEUE, body=BATCH_BODY, auth=_INVOKE_AUTH, plain=True),
+    _route("/taskqueue/{name}/{version}/warmup", bind(warmup, versioned_stub), "POST",
+           "Start a container for a queue version (latest or vN)", EmptyOut, _ENQUEUE,
+           auth=_INVOKE_AUTH, plain=True),
+    _route("/taskqueue/{name}/{version}", bind(one, versioned_stub), "POST",
+           "Enqueue a task on a queue version (latest or vN)", TaskIdOut, _ENQUEUE,
+           body=ENQUEUE_BODY, auth=_INVOKE_AUTH, plain=True),
+    _route("/taskqueue/{name}", bind(one, latest_stub), "POST",
+           "Enqueue a task on a queue's latest version", TaskIdOut, _ENQUEUE,
+           body=ENQUEUE_BODY, auth=_INVOKE_AUTH, plain=True),
+    # -- tasks ---------------------------------------------------------------------------
+    _route("/v2/task/cancel/", task_routes.cancel_tasks, "DELETE",
+           "Cancel tasks", CancelOut, (400, 401), body=CANCEL_BODY),
+    _route("/v2/task/cancel/", task_routes.cancel_tasks, "POST",
+           "Cancel tasks", CancelOut, (400, 401), body=CANCEL_BODY),
+    _route("/v2/task/cancel", task_routes.cancel_tasks, "DELETE",
+           "Cancel tasks", CancelOut, (400, 401), hidden=True),
+    _route("/v2/task/cancel", task_routes.cancel_tasks, "POST",
+           "Cancel tasks", CancelOut, (400, 401), hidden=True),
+    _route("/v2/task/", task_routes.list_tasks, "GET",
+           "List tasks, newest first", TaskPageOut, (400, 401)),
+    _route("/v2/task", task_routes.list_tasks, "GET",
+           "List tasks, newest first", TaskPageOut, (400, 401), hidden=True),
+    _route("/v2/task/{task_id}/subscribe", sse.subscribe_task, "GET",
+           "Stream status changes as server-sent events", None, _READ,
+           response_class=StreamingResponse, media_type="text/event-stream"),
+    _route("/v2/task/{task_id}/", task_routes.task_status, "GET",
+           "Task status", TaskOut, _READ, plain=True, name="get_task"),
+    _route("/v2/task/{task_id}", task_routes.task_status, "GET",
+           "Task status", TaskOut, _READ, hidden=True, plain=True, name="get_task"),
+    # -- outputs, queues, deployments ----------------------------------------------------
+    _route("/v2/output/{output_id}/{name}", downloads.download_output, "GET",
+           "Download an output file (signed link, or a token)", None, (403, 404),
+           auth=None, response_class=Response, media_type="application/octet-stream"),
+    _route("/v2/taskqueue/", queues.list_queues, "GET",
+           "Queues with versions, depth, containers and counts", QueueListOut, (401,)),
+    _route("/v2/taskqueue", queues.list_queues, "GET",
+           "Queues", QueueListOut, (401,), hidden=True),
+    _route("/v2/taskqueue/{name}", queues.get_queue, "GET",
+           "One queue", QueueOut, _READ),
+    _route("/v2/deployment/", deploy.deploy, "POST",
+           "Deploy the next version of a queue", DeployOut, (400, 401), body=DEPLOY_BODY),
+    _route("/v2/deployment", deploy.deploy, "POST",
+           "Deploy", DeployOut, (400, 401), hidden=True),
+    # -- operations ----------------------------------------------------------------------
+    _route("/healthz", health.healthz, "GET", "Liveness", HealthOut, (), auth=None),
+    _route("/readyz", health.readyz, "GET", "Readiness: the store answers", HealthOut, (),
+           auth=None),
+    _route("/metrics", health.metrics, "GET", "Prometheus metrics", None, (), auth=None,
+           response_class=Response, media_type=CONTENT_TYPE),
+    *docs_routes,
+    *dashboard_routes,  # /dashboard: HTML pages over these same handlers (DESIGN A4)
+]

@@ -1,0 +1,26 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from starlette.responses import Response
+
+from conveyor.server.gateway.metrics import CONTENT_TYPE
+from conveyor.server.gateway.responses import OrjsonResponse
+from conveyor.server.gateway.state import gateway_state
+
+
+async def healthz() -> OrjsonResponse:
+    """The process answers."""
+    return OrjsonResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> OrjsonResponse:
+    """The store answers; 503 otherwise."""
+    await gateway_state(request).store.ping()
+    return OrjsonResponse({"status": "ok"})
+
+
+async def metrics(request: Request) -> Response:
+    state = gateway_state(request)
+    return Response(await state.metrics.render(state.store), media_type=CONTENT_TYPE)

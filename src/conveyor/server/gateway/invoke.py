@@ -1,0 +1,186 @@
+"""Invocation routes: enqueue one task or a batch, and warm a queue up.
+
+A body is a JSON object. With ``args`` (a list) and/or ``kwargs`` (an object) those are the
+call's arguments and other top-level keys join the keyword arguments; without them every
+top-level key is a keyword argument. ``callback_url`` is taken out and kept on the task.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from conveyor.errors import NotFound
+from conveyor.server.gateway.agents import WARNING_HEADER
+from conveyor.server.gateway.auth import invocation_workspace
+from conveyor.server.gateway.bodies import read_object
+from conveyor.server.gateway.errors import BadRequest, Unauthorized
+from conveyor.server.gateway.responses import OrjsonResponse
+from conveyor.server.gateway.state import GatewayState, gateway_state
+from conveyor.server.store.records import NewTask, Stub, Workspace
+
+_VERSION = re.compile(r"v(\d{1,9})")
+DEFAULT_MAX_PENDING = 100
+
+StubResolver = Callable[[Request], Awaitable[Stub]]
+Action = Callable[[Request, Stub], Awaitable[OrjsonResponse]]
+
+
+def parse_call(
+    body: Mapping[str, Any],
+    default_callback_url: str | None = None,
+    idempotency_key: str | None = None,
+) -> NewTask:
+    """One request body → the task to insert; ``BadRequest`` names what is wrong."""
+    fields = dict(body)
+    callback_url = fields.pop("callback_url", None)
+    if callback_url is not None and not _is_http_url(callback_url):
+        raise BadRequest(f"callback_url must be an http(s) URL, got {callback_url!r}")
+    if "args" in fields or "kwargs" in fields:
+        args = fields.pop("args", [])
+        kwargs = fields.pop("kwargs", {})
+        if not isinstance(args, list):
+            raise BadRequest("args must be a list")
+        if not isinstance(kwargs, dict):
+            raise BadRequest("kwargs must be an object")
+        clash = sorted(set(kwargs) & set(fields))
+        if clash:
+            raise BadRequest(f"keyword arguments given twice: {', '.join(clash)}")
+        kwargs = {**fields, **kwargs}
+    else:
+        args, kwargs = [], fields
+    payload = orjson.dumps({"args": args, "kwargs": kwargs}).decode()
+    return NewTask(
+        payload=payload,
+        callback_url=callback_url or default_callback_url,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _is_http_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in {"http", "https"} and bool(parts.netloc)
+
+
+# -- which stub a route addresses --------------------------------------------------------------
+
+
+async def latest_stub(request: Request) -> Stub:
+    workspace = await invocation_workspace(request)
+    return await _resolve(request, workspace, request.path_params["name"], None)
+
+
+async def versioned_stub(request: Request) -> Stub:
+    workspace = await invocation_workspace(request)
+    name, version = request.path_params["name"], request.path_params["version"]
+    if version == "latest":
+        return await _resolve(request, workspace, name, None)
+    match = _VERSION.fullmatch(version)
+    if not match:
+        raise NotFound(f"unknown version {version!r} of queue {name!r}; use latest or v<N>")
+    return await _resolve(request, workspace, name, int(match.group(1)))
+
+
+async def stub_by_id(request: Request) -> Stub:
+    workspace = await invocation_workspace(request)
+    stub_id = request.path_params["stub_id"]
+    stub = await gateway_state(request).store.get_stub(stub_id)
+    if stub is None or stub.workspace_id != workspace.id:
+        raise NotFound(f"unknown stub {stub_id!r}")
+    return stub
+
+
+async def public_stub(request: Request) -> Stub:
+    stub_id = request.path_params["stub_id"]
+    stub = await gateway_state(request).store.get_stub(stub_id)
+    if stub is None:
+        raise NotFound(f"unknown stub {stub_id!r}")
+    if stub.config_dict().get("authorized", True):
+        raise Unauthorized("this queue requires a token; call /taskqueue/<name> with one")
+    return stub
+
+
+async def _resolve(request: Request, workspace: Workspace, name: str, version: int | None) -> Stub:
+    stub = await gateway_state(request).store.resolve_stub(workspace.id, name, version)
+    if stub is None:
+        what = f"queue {name!r}" if version is None else f"version v{version} of queue {name!r}"
+        raise NotFound(f"unknown {what}")
+    return stub
+
+
+# -- what the route does with it ---------------------------------------------------------------
+
+
+async def enqueue_one(request: Request, stub: Stub) -> OrjsonResponse:
+    config = stub.config_dict()
+    task = parse_call(
+        await read_object(request),
+        config.get("callback_url"),
+        request.headers.get("idempotency-key") or None,
+    )
+    state = gateway_state(request)
+    ids = await state.store.enqueue(stub, [task], _max_pending(config))
+    return await _warned(state, stub, OrjsonResponse({"task_id": ids[0]}))
+
+
+async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
+    """All tasks or none. An ``Idempotency-Key`` applies per position: ``<key>#<index>``."""
+    body = await read_object(request)
+    items = body.get("tasks")
+    if not isinstance(items, list):
+        raise BadRequest('body must be {"tasks": [<task body>, ...]}')
+    config = stub.config_dict()
+    key = request.headers.get("idempotency-key") or None
+    tasks = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise BadRequest(f"tasks[{index}] must be a JSON object")
+        try:
+            tasks.append(
+                parse_call(item, config.get("callback_url"), f"{key}#{index}" if key else None)
+            )
+        except BadRequest as exc:
+            raise BadRequest(f"tasks[{index}]: {exc.message}") from None
+    state = gateway_state(request)
+    ids = await state.store.enqueue(stub, tasks, _max_pending(config)) if tasks else []
+    return await _warned(state, stub, OrjsonResponse({"task_ids": ids}))
+
+
+async def warmup(request: Request, stub: Stub) -> OrjsonResponse:
+    await gateway_state(request).store.request_warmup(stub.id)
+    return OrjsonResponse({})
+
+
+async def _warned(state: GatewayState, stub: Stub, response: OrjsonResponse) -> OrjsonResponse:
+    """The answer, with ``Conveyor-Warning`` when no live agent runs ``stub``."""
+    warning = await state.agents.warning(stub)
+    if warning is not None:
+        response.headers[WARNING_HEADER] = warning
+    return response
+
+
+def _max_pending(config: Mapping[str, Any]) -> int:
+    value = config.get("max_pending_tasks", DEFAULT_MAX_PENDING)
+    return value if isinstance(value, int) else DEFAULT_MAX_PENDING
+
+
+def bind(action: Action, resolver: StubResolver) -> Callable[[Request], Awaitable[Response]]:
+    """A plain endpoint (see ``PlainRoute``) that resolves the stub with ``resolver`` and runs
+    ``action`` on it."""
+
+    async def endpoint(request: Request) -> Response:
+        return await action(request, await resolver(request))
+
+    endpoint.__name__ = f"{action.__name__}_{resolver.__name__}"
+    return endpoint

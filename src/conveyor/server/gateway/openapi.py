@@ -1,0 +1,157 @@
+"""OpenAPI pieces the route table uses: request bodies (parsed by hand, so described by hand),
+response maps, a clean-up of what FastAPI adds by default, and the ``/docs`` page with Swagger
+UI served from an installed package (FastAPI's own page loads it from a CDN, so without internet
+it is blank). There is no ``/redoc``: ReDoc always fetches its logo from its vendor's CDN."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from conveyor.server.gateway.schemas import ErrorBody
+
+_ENQUEUE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "With args and/or kwargs these are the call's arguments; otherwise every top-level key "
+        "is a keyword argument. callback_url overrides the queue's callback for this task."
+    ),
+    "properties": {
+        "args": {"type": "array", "items": {}},
+        "kwargs": {"type": "object"},
+        "callback_url": {"type": "string", "format": "uri"},
+    },
+    "additionalProperties": True,
+}
+
+ENQUEUE_BODY: dict[str, Any] = {
+    "required": False,
+    "content": {"application/json": {"schema": _ENQUEUE_SCHEMA}},
+}
+
+BATCH_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"tasks": {"type": "array", "items": _ENQUEUE_SCHEMA}},
+                "required": ["tasks"],
+            }
+        }
+    },
+}
+
+_IDS = {"type": "array", "items": {"type": "string"}}
+CANCEL_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"task_ids": _IDS, "ids": _IDS},
+                "description": "task_ids, or ids as a synonym",
+            }
+        }
+    },
+}
+
+DEPLOY_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "config": {"type": "string", "description": "QueueConfig as JSON"},
+                    "code": {"type": "string", "format": "binary", "description": "zip bundle"},
+                },
+                "required": ["config", "code"],
+            }
+        }
+    },
+}
+
+_DESCRIPTIONS = {
+    400: "Bad request",
+    401: "Missing or invalid token",
+    403: "Invalid or expired link",
+    404: "Not found",
+    413: "Body too large",
+    429: "Too many pending tasks (see Retry-After)",
+    503: "Store unavailable",
+}
+#: Any route may answer these.
+_ALWAYS = (413, 503)
+
+
+def responses(
+    model: type | None, errors: Sequence[int], media_type: str
+) -> dict[int | str, dict[str, Any]]:
+    """The documented answers of a route: 200, its errors, and ``{"error"}`` as the default."""
+    ok: dict[str, Any] = {"description": "OK"}
+    if model is not None:
+        ok["model"] = model
+    else:
+        ok["content"] = {media_type: {"schema": {"type": "string"}}}
+    answers: dict[int | str, dict[str, Any]] = {200: ok}
+    for code in sorted({*errors, *_ALWAYS}):
+        answers[code] = {"model": ErrorBody, "description": _DESCRIPTIONS[code]}
+    answers["default"] = {"model": ErrorBody, "description": "Any other error"}
+    return answers
+
+
+def clean_openapi(app: FastAPI) -> None:
+    """Drop FastAPI's 422 answers (validation errors are 400 here) and declare the token
+    schemes the routes name."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = generate()
+        if fresh:
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            components = schema.setdefault("components", {})
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.get("schemas", {}).pop(name, None)
+            components["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "basic": {"type": "http", "scheme": "basic"},
+            }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+#: Where fastapi-offline's copies of Swagger UI and a favicon are served.
+DOCS_ASSETS = "/docs-assets"
+
+
+async def swagger_page(request: Request) -> HTMLResponse:
+    # Behind a proxy's root_path, as FastAPI's own docs page does.
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    assets = root + DOCS_ASSETS
+    return get_swagger_ui_html(
+        openapi_url=root + str(request.app.openapi_url),
+        title=f"{request.app.title} - Swagger UI",
+        swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+        swagger_css_url=f"{assets}/swagger-ui.css",
+        swagger_favicon_url=f"{assets}/favicon.png",
+        oauth2_redirect_url=None,  # the tokens are Bearer/Basic: no OAuth2 flow to return to
+    )
+
+
+#: The docs page and its files, for the gateway's route table (no token, like /openapi.json).
+docs_routes: list[BaseRoute] = [
+    Route("/docs", swagger_page, methods=["GET"], include_in_schema=False),
+    Mount(DOCS_ASSETS, StaticFiles(packages=[("fastapi_offline", "static")]), name="docs"),
+]

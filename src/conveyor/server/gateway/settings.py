@@ -1,0 +1,25 @@
+"""Gateway settings: one frozen object, built by the caller (CLI flags, tests).
+
+The command line fills it in one place, ``conveyor.cli.options``. The key of signed output
+links is not a setting: it lives in the store, shared by every gateway on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySettings:
+    #: Request bodies over this many bytes are refused with 413.
+    max_body_bytes: int = 10 * MIB
+    #: Base URL put in output links and deployment URLs; None derives it from each request.
+    public_url: str | None = None
+    #: Lifetime of a signed output URL.
+    output_url_ttl_s: int = 3600
+    #: ``Retry-After`` seconds sent with a 429.
+    retry_after_s: int = 1
+    #: Idle SSE streams get a comment line this often, so proxies and clients see a live stream.
+    sse_ping_s: float = 15.0

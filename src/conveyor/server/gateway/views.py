@@ -1,0 +1,91 @@
+"""Records → the JSON the API answers (DESIGN A4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from conveyor.clock import iso
+from conveyor.server.gateway.signing import LinkKeys
+from conveyor.server.store.records import AgentInfo, QueueSummary, Stub, TaskView
+from conveyor.tasks import TaskStatus
+
+
+def task_json(
+    view: TaskView, base_url: str, keys: LinkKeys, ttl_s: int, now: float
+) -> dict[str, Any]:
+    """The task status JSON, with absolute signed output URLs valid for ``ttl_s``."""
+    task, stub = view.task, view.stub
+    expires = int(now) + ttl_s
+    return {
+        "id": task.id,
+        "status": task.status.value,
+        "created_at": iso(task.created_at),
+        "started_at": iso(task.started_at),
+        "ended_at": iso(task.ended_at),
+        "updated_at": iso(task.updated_at),
+        "container_id": task.container_id or "",
+        "outputs": [
+            {
+                "name": output.name,
+                "url": keys.url(base_url, output.id, output.name, expires),
+                "expires_in": ttl_s,
+            }
+            for output in view.outputs
+        ],
+        "stats": {
+            "active_containers": view.active_containers,
+            "queue_depth": view.queue_depth,
+        },
+        "stub": stub_json(stub),
+        "deployment": {"name": stub.name, "version": stub.version},
+        "result": _parse(task.result),
+        "error": _parse(task.error),
+        "attempts": task.attempt,
+    }
+
+
+def stub_json(stub: Stub) -> dict[str, Any]:
+    return {
+        "id": stub.id,
+        "name": stub.name,
+        "type": stub.type,
+        "config": stub.config,
+        "config_version": stub.config_version,
+        "object_id": stub.object_id,
+        "created_at": iso(stub.created_at),
+        "updated_at": iso(stub.updated_at),
+    }
+
+
+def queue_json(summary: QueueSummary, agents: Sequence[AgentInfo]) -> dict[str, Any]:
+    """A queue; ``agents`` (the live ones) say which of its versions something runs."""
+    return {
+        "name": summary.name,
+        "versions": [
+            {
+                "version": v.version,
+                "stub_id": v.stub_id,
+                "type": v.type,
+                "created_at": iso(v.created_at),
+                "agents": sum(agent.runs(v.stub_id, v.type) for agent in agents),
+            }
+            for v in summary.versions
+        ],
+        # as ``Store.resolve_stub`` without a version: the highest
+        "route_version": max(v.version for v in summary.versions),
+        "queue_depth": summary.queue_depth,
+        "active_containers": summary.active_containers,
+        "counts": {status.value: summary.counts.get(status, 0) for status in TaskStatus},
+    }
+
+
+def invocation_url(base_url: str, name: str, version: int) -> str:
+    return f"{base_url}/taskqueue/{quote(name, safe='')}/v{version}"
+
+
+def _parse(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)

@@ -1,0 +1,233 @@
+"""The store interface: everything the gateway and the agents need, and nothing more.
+
+Two backends implement it (``sqlite.py``, ``postgres.py``) and pass one contract suite
+(``tests/store/``). Every status write is a guarded transition derived from
+``conveyor.tasks.TRANSITIONS``; writes from an attempt are fenced by ``TaskRecord.fence``.
+Methods that depend on time take ``now`` (float seconds) so tests can step time; ``None``
+means the wall clock. Driver errors never escape: they become ``StoreError`` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Protocol
+
+from conveyor.server.store.records import (
+    AgentInfo,
+    Callback,
+    CancelResult,
+    Event,
+    NewTask,
+    Outcome,
+    OutputInfo,
+    QueueSummary,
+    ServerKeys,
+    Stub,
+    StubLoad,
+    StubType,
+    SweepReport,
+    TaskFilter,
+    TaskRecord,
+    TaskView,
+    Workspace,
+)
+
+#: An idempotency key is honoured this long.
+IDEMPOTENCY_WINDOW_S = 24 * 3600.0
+#: A container whose heartbeat is older than this is not live.
+CONTAINER_STALE_S = 15.0
+DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+
+
+class Subscription(Protocol):
+    """Change notifications delivered to this process."""
+
+    async def get(self, timeout: float | None = None) -> Event | None:
+        """Next event, or None after ``timeout`` seconds without one."""
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    #: Outputs larger than this are refused with ``OutputTooLarge``.
+    max_output_bytes: int
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the store answers."""
+
+    async def schema_version(self) -> int: ...
+
+    # -- workspaces and tokens ---------------------------------------------------------------
+    async def ensure_workspace(self, name: str) -> Workspace:
+        """Return the workspace called ``name``, creating it (with a signing secret) if needed."""
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None: ...
+
+    async def create_token(self, workspace_id: str, token: str | None = None) -> str:
+        """Store a token (hashed) for the workspace and return it in clear. ``token`` fixes it."""
+
+    async def authenticate(self, token: str) -> Workspace | None: ...
+
+    # -- server keys (signed output links) -----------------------------------------------------
+    async def server_keys(self) -> ServerKeys:
+        """The current key and the previous one; the first call on a new store creates the key,
+        and callers racing to do so all get the same one."""
+
+    async def rotate_server_key(self) -> ServerKeys:
+        """Make a new current key; the current one becomes the previous, older ones are gone."""
+
+    # -- stubs, deployments, code objects ----------------------------------------------------
+    async def deploy_stub(
+        self, workspace_id: str, name: str, config: Mapping[str, Any], code: bytes
+    ) -> Stub:
+        """Make the next deployment version (type ``taskqueue/deployment``) of ``name``."""
+
+    async def upsert_serve_stub(
+        self, workspace_id: str, name: str, config: Mapping[str, Any], code: bytes
+    ) -> Stub:
+        """The ``taskqueue/serve`` stub of ``name``: created with the next version on first call;
+        later calls with a changed config update it in place and bump ``config_version``."""
+
+    async def get_stub(self, stub_id: str) -> Stub | None:
+        """Malformed ids answer None."""
+
+    async def resolve_stub(
+        self, workspace_id: str, name: str, version: int | None = None
+    ) -> Stub | None:
+        """The stub of ``name`` at ``version`` (None: the latest)."""
+
+    async def list_stubs(
+        self, workspace_id: str | None = None, types: Sequence[StubType] | None = None
+    ) -> list[Stub]:
+        """All stubs (of one workspace), oldest first."""
+
+    async def get_object(self, object_id: int) -> bytes:
+        """A code object's bytes; ``NotFound`` if unknown."""
+
+    # -- tasks ---------------------------------------------------------------------------------
+    async def enqueue(
+        self, stub: Stub, tasks: Sequence[NewTask], max_pending: int, now: float | None = None
+    ) -> list[str]:
+        """Insert PENDING tasks, all or nothing, in order; return their ids.
+
+        Raises ``PendingLimitExceeded`` when PENDING+RETRY+RUNNING tasks of the stub plus the
+        new ones would exceed ``max_pending`` (checked atomically with the insert). A task whose
+        idempotency key was used in the workspace within 24 h is not created; the earlier id is
+        returned in its place. ``ttl_s``, ``max_retries``, ``timeout_s`` and ``retry_backoff_s``
+        are copied from the stub config so a task keeps the policy it was enqueued under.
+        """
+
+    async def claim(
+        self, stub_id: str, container_id: str, limit: int, lease_s: float, now: float | None = None
+    ) -> list[TaskRecord]:
+        """Move up to ``limit`` runnable tasks (PENDING, or RETRY whose backoff has passed) of the
+        stub to RUNNING, oldest first: ``attempt`` and ``fence`` +1, ``started_at`` set on the
+        first attempt, ``container_id`` set, lease until ``now + lease_s``. Concurrent claimers
+        never get the same task."""
+
+    async def heartbeat(
+        self,
+        container_id: str,
+        running: Sequence[tuple[str, int]],
+        lease_s: float,
+        now: float | None = None,
+    ) -> list[str]:
+        """Mark the container live and extend the leases of its ``(task_id, fence)`` attempts.
+        Returns the ids of those attempts that are no longer RUNNING at that fence (cancelled,
+        or taken over): the agent must kill their processes."""
+
+    async def finish(self, outcomes: Sequence[Outcome], now: float | None = None) -> list[bool]:
+        """Write attempt outcomes (guarded: RUNNING at the outcome's fence). Returns, per
+        outcome, whether it was applied; a refused one changes nothing, outputs included.
+        Terminal transitions write the callback outbox row in the same transaction.
+        Raises ``OutputTooLarge`` (writing nothing) if an output exceeds ``max_output_bytes``."""
+
+    async def release(self, running: Sequence[tuple[str, int]], now: float | None = None) -> int:
+        """Give RUNNING attempts back to the queue (status RETRY, runnable at once) without
+        counting them as attempts: used by an agent that drains. Returns how many moved."""
+
+    async def cancel(
+        self, workspace_id: str, task_ids: Sequence[str], now: float | None = None
+    ) -> CancelResult:
+        """Cancel PENDING, RETRY and RUNNING tasks of the workspace. Ids of other workspaces
+        and malformed ids are ``not_found``. Emits a ``cancel`` event for each RUNNING one."""
+
+    async def sweep(self, now: float | None = None) -> SweepReport:
+        """Expired leases → RETRY (retries left, with backoff) or FAILED; PENDING/RETRY past
+        their ttl → EXPIRED; containers silent for ``CONTAINER_STALE_S`` removed. Safe to run
+        from many processes at once."""
+
+    # -- queries -------------------------------------------------------------------------------
+    async def get_task(self, task_id: str, workspace_id: str | None = None) -> TaskView | None:
+        """None for unknown, malformed, or (with ``workspace_id``) foreign ids."""
+
+    async def list_tasks(
+        self,
+        workspace_id: str,
+        filter: TaskFilter,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> tuple[list[TaskView], str | None]:
+        """Newest first; returns the page and the cursor of the next one (None at the end).
+        A malformed cursor raises ``ValueError``."""
+
+    async def queue_summaries(
+        self, workspace_id: str, name: str | None = None
+    ) -> list[QueueSummary]: ...
+
+    async def stub_loads(self, stub_ids: Sequence[str], now: float | None = None) -> list[StubLoad]:
+        """Runnable and running counts per stub, for the autoscaler."""
+
+    # -- containers ----------------------------------------------------------------------------
+    async def register_container(
+        self, container_id: str, stub_id: str, agent_id: str, now: float | None = None
+    ) -> None: ...
+
+    async def deregister_container(self, container_id: str) -> None: ...
+
+    async def active_containers(self, stub_id: str, now: float | None = None) -> int: ...
+
+    # -- agents --------------------------------------------------------------------------------
+    async def agent_alive(
+        self,
+        agent_id: str,
+        runs_deployed: bool,
+        stub_ids: Collection[str],
+        now: float | None = None,
+    ) -> None:
+        """Record (or renew) a live agent and what it runs; prunes agents long silent."""
+
+    async def agent_gone(self, agent_id: str) -> None: ...
+
+    async def live_agents(self, now: float | None = None) -> list[AgentInfo]:
+        """Agents heard from within ``AGENT_STALE_S``."""
+
+    # -- outputs -------------------------------------------------------------------------------
+    async def get_output(self, output_id: str) -> tuple[OutputInfo, bytes] | None: ...
+
+    # -- callbacks outbox ----------------------------------------------------------------------
+    async def claim_callbacks(
+        self, limit: int, lease_s: float, now: float | None = None
+    ) -> list[Callback]:
+        """Undelivered callbacks that are due, leased for ``lease_s`` so one sender has each."""
+
+    async def callback_delivered(self, callback_id: str, now: float | None = None) -> None: ...
+
+    async def callback_failed(
+        self, callback_id: str, error: str, retry_at: float | None, now: float | None = None
+    ) -> None:
+        """Record a failed delivery; ``retry_at`` None gives up."""
+
+    async def request_warmup(self, stub_id: str) -> None:
+        """Emit a ``warmup`` event so an agent starts a container for the stub."""
+
+    # -- notifications -------------------------------------------------------------------------
+    def subscribe(self) -> Subscription:
+        """Events of this store. PostgreSQL: from every process (LISTEN/NOTIFY); SQLite: from
+        this process only (other processes poll)."""

@@ -1,0 +1,192 @@
+"""Enqueue with group commit: ``enqueue`` calls that arrive together share one transaction.
+
+A gateway calls ``enqueue`` once per request. Alone, each call costs a whole transaction (a
+writer-thread hop and a commit on SQLite; a stub lock, a count, an insert and a commit on
+PostgreSQL), and calls for one stub are serialized by that lock anyway. So calls arriving while
+a transaction is being written wait, and the next transaction takes all of them. With no load
+a call is written at once, alone; nothing waits on a timer.
+
+The pending limit reads the stub's ``in_flight`` count (kept by the store's triggers), so an
+enqueue costs the same however deep the queue. Each call still succeeds or fails on its own:
+a call over its pending limit or for a missing stub fails alone, and a call with idempotency
+keys runs inside a savepoint so that its keys roll back with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor import clock
+from conveyor.errors import NotFound, PendingLimitExceeded
+from conveyor.server.store.base import IDEMPOTENCY_WINDOW_S
+from conveyor.server.store.driver import Driver, Tx
+from conveyor.server.store.records import Event, NewTask, Stub
+
+_INSERT = (
+    "INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url, max_retries,"
+    " timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at, expires_at)"
+    " VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+@dataclass
+class _Call:
+    stub: Stub
+    tasks: Sequence[NewTask]
+    max_pending: int
+    t: int
+    done: asyncio.Future[list[str]]
+
+    def rows(self, ids: Sequence[str], create: Sequence[int]) -> list[tuple[Any, ...]]:
+        config = self.stub.config_dict()
+        ttl_s = float(config.get("ttl", 7200))
+        policy = (int(config.get("max_retries", 3)), float(config.get("timeout", 3600)), ttl_s,
+                  float(config.get("retry_backoff", 0)))
+        default_callback = config.get("callback_url")
+        expires_at = self.t + clock.to_us(ttl_s)
+        return [
+            (ids[i], self.stub.workspace_id, self.stub.id, self.tasks[i].payload,
+             self.tasks[i].callback_url or default_callback, *policy, self.t, self.t, self.t,
+             expires_at)
+            for i in create
+        ]
+
+
+class Enqueuer:
+    """Group-committing ``enqueue`` over a driver."""
+
+    def __init__(self, driver: Driver, for_update: str) -> None:
+        self._driver = driver
+        self._for_update = for_update
+        self._waiting: list[_Call] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def enqueue(
+        self, stub: Stub, tasks: Sequence[NewTask], max_pending: int, t: int
+    ) -> list[str]:
+        call = _Call(stub, tasks, max_pending, t, asyncio.get_running_loop().create_future())
+        self._waiting.append(call)
+        if self._writing is None:
+            self._writing = asyncio.ensure_future(self._write_waiting())
+        return await call.done
+
+    async def _write_waiting(self) -> None:
+        try:
+            while self._waiting:
+                calls, self._waiting = self._waiting, []
+                await self._write_calls(calls)
+        finally:
+            self._writing = None
+
+    async def _write_calls(self, calls: list[_Call]) -> None:
+        try:
+            outcomes = await self._driver.write(lambda tx: self._write(tx, calls))
+        except BaseException as exc:  # the transaction failed, so did every call in it
+            for call in calls:
+                if call.done.done():
+                    continue
+                if isinstance(exc, Exception):
+                    call.done.set_exception(exc)
+                else:
+                    call.done.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for call, outcome in zip(calls, outcomes, strict=True):
+            if call.done.done():  # its caller went away; its tasks exist all the same
+                continue
+            if isinstance(outcome, Exception):
+                call.done.set_exception(outcome)
+            else:
+                call.done.set_result(outcome)
+
+    async def _write(self, tx: Tx, calls: Sequence[_Call]) -> list[list[str] | Exception]:
+        stub_ids = sorted({call.stub.id for call in calls})
+        # Locks the stub rows (PostgreSQL), in one order for every writer, so their in-flight
+        # counts cannot go stale and two gateways' batches cannot deadlock.
+        found = await tx.execute(
+            f"SELECT id, in_flight FROM stubs WHERE id IN ({', '.join('?' * len(stub_ids))})"
+            f" ORDER BY id{self._for_update}",
+            stub_ids,
+        )
+        in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
+        added: dict[str, int] = {}
+        outcomes: list[list[str] | Exception] = []
+        rows: list[tuple[Any, ...]] = []
+        for call in calls:
+            stub_id = call.stub.id
+            if stub_id not in in_flight:
+                outcomes.append(NotFound(f"stub {stub_id} not found"))
+                continue
+            keyed = any(task.idempotency_key is not None for task in call.tasks)
+            if keyed:
+                await tx.execute("SAVEPOINT enqueue_call")
+            ids, create = await _reserve_ids(tx, call.stub.workspace_id, call.tasks, call.t)
+            if create and in_flight[stub_id] + len(create) > call.max_pending:
+                if keyed:
+                    await tx.execute("ROLLBACK TO SAVEPOINT enqueue_call")
+                outcomes.append(PendingLimitExceeded(call.max_pending))
+                continue
+            if keyed:
+                await tx.execute("RELEASE SAVEPOINT enqueue_call")
+            in_flight[stub_id] += len(create)
+            added[stub_id] = added.get(stub_id, 0) + len(create)
+            rows += call.rows(ids, create)
+            outcomes.append(ids)
+        if rows:
+            await tx.executemany(_INSERT, rows)
+            await tx.executemany("UPDATE stubs SET in_flight = in_flight + ? WHERE id = ?",
+                                 [(n, stub_id) for stub_id, n in sorted(added.items()) if n])
+            for stub_id in sorted(added):
+                tx.emit(Event("enqueued", stub_id))
+        return outcomes
+
+
+async def _reserve_ids(
+    tx: Tx, workspace_id: str, tasks: Sequence[NewTask], t: int
+) -> tuple[list[str], list[int]]:
+    """Ids for ``tasks`` (earlier ones for live idempotency keys) and the indexes to create."""
+    ids = [str(uuid.uuid4()) for _ in tasks]
+    first: dict[str, int] = {}
+    create: list[int] = []
+    for i, new in enumerate(tasks):
+        key = new.idempotency_key
+        if key is None:
+            create.append(i)
+        elif key in first:
+            ids[i] = ids[first[key]]
+        else:
+            first[key] = i
+    if not first:
+        return ids, create
+    cutoff = t - clock.to_us(IDEMPOTENCY_WINDOW_S)
+    # A key is ours when the insert (or the takeover of an expired key) returns a row.
+    taken = await tx.execute_each(
+        "INSERT INTO idempotency_keys (workspace_id, key, task_id, created_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (workspace_id, key) DO UPDATE"
+        " SET task_id = excluded.task_id, created_at = excluded.created_at"
+        " WHERE idempotency_keys.created_at <= ? RETURNING task_id",
+        [(workspace_id, key, ids[i], t, cutoff) for key, i in first.items()],
+    )
+    lost = [key for key, result in zip(first, taken, strict=True) if not result]
+    if lost:
+        rows = await tx.execute(
+            "SELECT key, task_id FROM idempotency_keys WHERE workspace_id = ?"
+            f" AND key IN ({', '.join('?' * len(lost))})",
+            [workspace_id, *lost],
+        )
+        existing: dict[str, str] = {row[0]: row[1] for row in rows}
+        for key in lost:
+            ids[first[key]] = existing[key]
+    for i, new in enumerate(tasks):
+        key = new.idempotency_key
+        if key is not None:
+            ids[i] = ids[first[key]]
+            if first[key] == i and key not in lost:
+                create.append(i)
+    create.sort()
+    return ids, create

@@ -1,0 +1,226 @@
+"""PostgreSQL driver: psycopg 3 async over a connection pool, plus one LISTEN connection.
+
+Events are sent with ``pg_notify`` inside the writing transaction, so they go out on commit and
+never for a rolled-back write; every store process (this one included) receives them through
+its LISTEN connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from conveyor import clock
+from conveyor.errors import StoreError, StoreUnavailable
+from conveyor.server.store.base import Subscription
+from conveyor.server.store.driver import Dialect, Migration, Row
+from conveyor.server.store.events import Broadcaster, event_from_json, event_to_json
+from conveyor.server.store.records import Event
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+CHANNEL = "conveyor"
+DIALECT = Dialect(name="postgres", skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE")
+#: Advisory lock key held while migrating, so concurrent openers apply each migration once.
+MIGRATION_LOCK = 0x636F6E76  # "conv"
+CONNECT_TIMEOUT_S = 10.0
+#: Deadlocks and serialization failures are retried this many times before giving up.
+CONFLICT_RETRIES = 5
+_TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
+
+
+@functools.lru_cache(maxsize=512)
+def to_pyformat(sql: str) -> str:
+    """``?`` placeholders to psycopg's ``%s`` (literal ``%`` doubled first)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _translate(exc: Exception) -> StoreError:
+    if isinstance(exc, PoolTimeout) or (
+        isinstance(exc, psycopg.OperationalError)
+        and (exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")))
+    ):
+        return StoreUnavailable(f"PostgreSQL store unavailable: {exc}")
+    return StoreError(f"PostgreSQL error: {exc}")
+
+
+#: Connection settings that bound how long a vanished client (a lost machine, a network
+#: cut) can hold row locks: the server aborts a transaction left idle for 30 s and notices a
+#: dead peer within ~11 s; the client side notices a dead server as fast. Without this, a
+#: partitioned agent's open transaction hides its rows from every ``SKIP LOCKED`` sweep.
+SESSION = {
+    "options": "-c idle_in_transaction_session_timeout=30000 -c tcp_keepalives_idle=5"
+    " -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+}
+
+
+class _Tx:
+    def __init__(self, cur: psycopg.AsyncCursor[Row]) -> None:
+        self._cur = cur
+        self.events: list[Event] = []
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        await self._cur.execute(to_pyformat(sql), list(params))
+        return await self._cur.fetchall() if self._cur.description is not None else []
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._cur.executemany(to_pyformat(sql), rows)
+
+    async def execute_each(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[list[Row]]:
+        if not rows:
+            return []
+        await self._cur.executemany(to_pyformat(sql), rows, returning=True)
+        results = [await self._cur.fetchall()]
+        while self._cur.nextset():
+            results.append(await self._cur.fetchall())
+        return results
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+class PostgresDriver:
+    dialect = DIALECT
+
+    def __init__(self, url: str, *, max_connections: int = 10) -> None:
+        self.url = url
+        self._conninfo = make_conninfo(url, **SESSION)
+        self._max_connections = max_connections
+        self._pool: AsyncConnectionPool | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._broadcaster = Broadcaster()
+
+    async def open(self, migrations: Sequence[Migration]) -> None:
+        if self._pool is not None:
+            return
+        pool = AsyncConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=self._max_connections,
+            kwargs={"autocommit": True},
+            timeout=CONNECT_TIMEOUT_S,
+            open=False,
+        )
+        try:
+            # One connection first: a refused or rejected one fails at once, with its cause
+            # (the pool only logs causes while it retries, then times out).
+            probe = await psycopg.AsyncConnection.connect(
+                self._conninfo, connect_timeout=int(CONNECT_TIMEOUT_S)
+            )
+            await probe.close()
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            self._pool = pool
+            await self._migrate(migrations)
+        except BaseException as exc:
+            await pool.close()
+            self._pool = None
+            if isinstance(exc, psycopg.Error | PoolTimeout):
+                raise _translate(exc) from exc
+            raise
+        self._listener = asyncio.create_task(self._listen(), name="conveyor-pg-listen")
+        # Subscribers expect events of writes made after open() returns.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), CONNECT_TIMEOUT_S)
+
+    async def _migrate(self, migrations: Sequence[Migration]) -> None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY,"
+                " name TEXT NOT NULL, applied_at BIGINT NOT NULL)"
+            )
+            cur = await conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            row = await cur.fetchone()
+            done = int(row[0]) if row else 0
+            for migration in migrations:
+                if migration.version <= done:
+                    continue
+                await conn.execute(migration.sql.encode())
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES (%s, %s, %s)",
+                    [migration.version, migration.name, clock.to_us(clock.now())],
+                )
+
+    def _connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Row]]:
+        if self._pool is None:
+            raise StoreUnavailable("the PostgreSQL store is not open")
+        return self._pool.connection()
+
+    async def _listen(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, connect_timeout=int(CONNECT_TIMEOUT_S)
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    self._listening.set()
+                    delay = 0.1
+                    async for notify in conn.notifies():
+                        try:
+                            event = event_from_json(notify.payload)
+                        except (ValueError, KeyError):
+                            log.warning("ignoring a malformed notification %r", notify.payload)
+                            continue
+                        self._broadcaster.publish(event)
+            except psycopg.Error as exc:
+                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    tx = _Tx(cur)
+                    result = await fn(tx)
+                    if tx.events:
+                        await cur.execute(
+                            "SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x",
+                            [CHANNEL, [event_to_json(event) for event in tx.events]],
+                        )
+                return result
+            except _TRANSIENT as exc:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise _translate(exc) from exc
+                await asyncio.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise _translate(exc) from exc
+        raise AssertionError("unreachable")
+
+    async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        try:
+            async with self._connection() as conn, conn.cursor() as cur:
+                return await fn(_Tx(cur))
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _translate(exc) from exc
+
+    def subscribe(self) -> Subscription:
+        return self._broadcaster.subscribe()

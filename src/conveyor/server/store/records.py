@@ -1,0 +1,230 @@
+"""Plain records the store reads and writes. Instants are integer microseconds (UTC epoch)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from conveyor.tasks import TaskStatus
+
+StubType = Literal["taskqueue/deployment", "taskqueue/serve"]
+DEPLOYMENT: StubType = "taskqueue/deployment"
+SERVE: StubType = "taskqueue/serve"
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    id: str
+    name: str
+    #: HMAC key for callback signatures.
+    signing_secret: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stub:
+    """One deployment version of a task queue (serve stubs may bump ``config_version``)."""
+
+    id: str
+    workspace_id: str
+    name: str
+    type: StubType
+    #: Deployment version: v1, v2, … per (workspace, name).
+    version: int
+    #: The queue's configuration as a JSON object text (see ``conveyor.sdk.decorator.QueueConfig``).
+    config: str
+    config_version: int
+    #: Id of the code object (bytes) in the store.
+    object_id: int
+    created_at: int
+    updated_at: int
+
+    def config_dict(self) -> dict[str, Any]:
+        value = orjson.loads(self.config)
+        assert isinstance(value, dict)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    id: str
+    workspace_id: str
+    stub_id: str
+    status: TaskStatus
+    #: JSON text ``{"args": [...], "kwargs": {...}}``.
+    payload: str
+    callback_url: str | None
+    #: Attempts counted so far (``attempts`` in the API); 0 before the first start.
+    attempt: int
+    #: Monotonic claim counter. Every claim increments it; every write from an attempt is
+    #: guarded by it, so a stale attempt can never write (fencing).
+    fence: int
+    max_retries: int
+    #: Seconds one attempt may run; -1 disables.
+    timeout_s: float
+    ttl_s: float
+    retry_backoff_s: float
+    #: "" until a container takes the task.
+    container_id: str
+    created_at: int
+    started_at: int | None
+    ended_at: int | None
+    updated_at: int
+    #: JSON text of the handler's return value (bytes as ``{"base64": …}``), or None.
+    result: str | None
+    #: JSON text ``{"type", "message", "traceback"}``, or None.
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputInfo:
+    id: str
+    task_id: str
+    name: str
+    size: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A task with everything the status route shows."""
+
+    task: TaskRecord
+    stub: Stub
+    outputs: Sequence[OutputInfo]
+    #: PENDING + RETRY tasks of the task's stub.
+    queue_depth: int
+    #: Live containers of the task's stub.
+    active_containers: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    #: JSON text ``{"args": [...], "kwargs": {...}}``.
+    payload: str
+    callback_url: str | None = None
+    #: Same key within 24 h returns the existing task id and creates nothing.
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended, written back by the agent through a guarded transition.
+
+    ``status`` is COMPLETE, FAILED or TIMEOUT. A FAILED outcome with ``retryable`` becomes RETRY
+    (runnable after the backoff) when the task has retries left, else FAILED.
+    """
+
+    task_id: str
+    fence: int
+    status: TaskStatus
+    result: str | None = None
+    error: str | None = None
+    retryable: bool = False
+    outputs: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    cancelled: list[str] = field(default_factory=list)
+    already_finished: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    statuses: frozenset[TaskStatus] | None = None
+    queue: str | None = None
+    stub_id: str | None = None
+    container_id: str | None = None
+    created_after: int | None = None
+    created_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionSummary:
+    version: int
+    stub_id: str
+    type: StubType
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    name: str
+    versions: Sequence[VersionSummary]
+    queue_depth: int
+    active_containers: int
+    counts: Mapping[TaskStatus, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StubLoad:
+    """What the autoscaler needs to know about one stub."""
+
+    stub_id: str
+    #: PENDING + RETRY tasks runnable now.
+    runnable: int
+    running: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """A live agent and what it runs: every deployed stub, and/or the serve stubs it named."""
+
+    id: str
+    runs_deployed: bool
+    stub_ids: frozenset[str]
+    heartbeat_at: int
+
+    def runs(self, stub_id: str, stub_type: StubType) -> bool:
+        return stub_id in self.stub_ids or (self.runs_deployed and stub_type == DEPLOYMENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    id: str
+    task_id: str
+    workspace_id: str
+    url: str
+    status: TaskStatus
+    #: JSON body ``{"data": …}`` exactly as it is sent.
+    body: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    expired: int = 0
+    retried: int = 0
+    failed: int = 0
+    containers_removed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerKeys:
+    """The keys of signed output links: ``current`` signs, ``previous`` (if any) still verifies
+    the links made before the last rotation."""
+
+    current: str = field(repr=False)
+    previous: str | None = field(default=None, repr=False)
+
+
+EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A change notification. ``task``: a task's status changed; ``enqueued``: new runnable work
+    for ``stub_id``; ``cancel``: a RUNNING task was cancelled and its process must be killed;
+    ``warmup``: start a container for ``stub_id`` without a task; ``changed``: another process
+    wrote to an SQLite store (whose events do not cross processes) — re-read what you watch."""
+
+    kind: EventKind
+    stub_id: str
+    task_id: str | None = None
+    status: TaskStatus | None = None
+    container_id: str | None = None

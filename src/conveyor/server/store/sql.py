@@ -1,0 +1,310 @@
+"""The store over SQL: one implementation of ``Store`` for both backends.
+
+Statements are written once with ``?`` placeholders; a :class:`Driver` runs them (translating
+placeholders) and supplies the few dialect fragments that differ. Every status write is a
+guarded ``UPDATE … WHERE status IN <sources>`` built from ``conveyor.tasks``; writes from an
+attempt are also fenced (``AND fence = ?``), so a refused write matches no row and changes nothing.
+
+:class:`SqlStore` holds workspaces, stubs and containers here and takes the rest from its
+parts: task attempts (``attempts.py``), reads (``queries.py``), the callbacks outbox
+(``outbox.py``), the server keys (``keys.py``), the agents directory (``agents.py``) and
+group-committed enqueues (``enqueues.py``). The driver seam is in ``driver.py``, re-exported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from conveyor import clock
+from conveyor.errors import NotFound, StoreError
+from conveyor.server.store.agents import AgentsMixin
+from conveyor.server.store.attempts import AttemptsMixin
+from conveyor.server.store.base import CONTAINER_STALE_S, DEFAULT_MAX_OUTPUT_BYTES, Subscription
+from conveyor.server.store.driver import Dialect, Driver, Migration, Row, Tx, load_migrations
+from conveyor.server.store.group_commit import Enqueuer
+from conveyor.server.store.keys import ServerKeysMixin
+from conveyor.server.store.outbox import OutboxMixin
+from conveyor.server.store.queries import QueriesMixin, StatsCache
+from conveyor.server.store.records import (
+    DEPLOYMENT,
+    SERVE,
+    Event,
+    NewTask,
+    Stub,
+    StubType,
+    Workspace,
+)
+from conveyor.server.store.row_mapping import (
+    STUB_COLS,
+    WORKSPACE_COLS,
+    canonical_id,
+    config_text,
+    now_us,
+    placeholders,
+    to_stub,
+    to_workspace,
+)
+
+__all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migrations"]
+
+
+class SqlStore(AttemptsMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin):
+    """``conveyor.server.store.base.Store`` over a :class:`Driver`."""
+
+    def __init__(self, driver: Driver, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:
+        self._stats = StatsCache()
+        self.driver = driver
+        self.max_output_bytes = max_output_bytes
+        d = driver.dialect
+        self._skip_locked = d.skip_locked
+        self._for_update = d.for_update
+        self._enqueuer = Enqueuer(driver, d.for_update)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        await self.driver.open(load_migrations(self.driver.dialect.name))
+
+    async def close(self) -> None:
+        await self.driver.close()
+
+    async def ping(self) -> None:
+        await self.driver.read(lambda tx: tx.execute("SELECT 1"))
+
+    async def schema_version(self) -> int:
+        rows = await self.driver.read(
+            lambda tx: tx.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+        )
+        return int(rows[0][0])
+
+    # -- workspaces and tokens ---------------------------------------------------------------
+    async def ensure_workspace(self, name: str) -> Workspace:
+        async def op(tx: Tx) -> Workspace:
+            await tx.execute(
+                "INSERT INTO workspaces (id, name, signing_secret, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                [str(uuid.uuid4()), name, secrets.token_hex(32), now_us(None)],
+            )
+            rows = await tx.execute(
+                f"SELECT {WORKSPACE_COLS} FROM workspaces WHERE name = ?", [name]
+            )
+            return to_workspace(rows[0])
+
+        return await self.driver.write(op)
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        rows = await self.driver.read(
+            lambda tx: tx.execute(
+                f"SELECT {WORKSPACE_COLS} FROM workspaces WHERE id = ?", [workspace_id]
+            )
+        )
+        return to_workspace(rows[0]) if rows else None
+
+    async def create_token(self, workspace_id: str, token: str | None = None) -> str:
+        clear = token if token is not None else secrets.token_urlsafe(32)
+        digest = hashlib.sha256(clear.encode()).hexdigest()
+
+        async def op(tx: Tx) -> None:
+            if not await tx.execute("SELECT 1 FROM workspaces WHERE id = ?", [workspace_id]):
+                raise NotFound(f"workspace {workspace_id} not found")
+            await tx.execute(
+                "INSERT INTO tokens (hash, workspace_id, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (hash) DO NOTHING",
+                [digest, workspace_id, now_us(None)],
+            )
+            owner = await tx.execute("SELECT workspace_id FROM tokens WHERE hash = ?", [digest])
+            if owner[0][0] != workspace_id:
+                raise StoreError("this token already belongs to another workspace")
+
+        await self.driver.write(op)
+        return clear
+
+    async def authenticate(self, token: str) -> Workspace | None:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        rows = await self.driver.read(
+            lambda tx: tx.execute(
+                "SELECT w.id, w.name, w.signing_secret, w.created_at FROM tokens k"
+                " JOIN workspaces w ON w.id = k.workspace_id WHERE k.hash = ?",
+                [digest],
+            )
+        )
+        return to_workspace(rows[0]) if rows else None
+
+    # -- stubs, deployments, code objects ----------------------------------------------------
+    async def _store_object(self, tx: Tx, workspace_id: str, code: bytes, t: int) -> int:
+        digest = hashlib.sha256(code).hexdigest()
+        await tx.execute(
+            "INSERT INTO objects (workspace_id, sha256, data, created_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (workspace_id, sha256) DO NOTHING",
+            [workspace_id, digest, code, t],
+        )
+        rows = await tx.execute(
+            "SELECT id FROM objects WHERE workspace_id = ? AND sha256 = ?", [workspace_id, digest]
+        )
+        return int(rows[0][0])
+
+    async def _insert_stub(
+        self, tx: Tx, workspace_id: str, name: str, type_: StubType, config: str, code: bytes
+    ) -> Stub:
+        t = now_us(None)
+        if not await tx.execute("SELECT 1 FROM workspaces WHERE id = ?", [workspace_id]):
+            raise NotFound(f"workspace {workspace_id} not found")
+        object_id = await self._store_object(tx, workspace_id, code, t)
+        # A concurrent deploy may take the same version first (PostgreSQL): take the next one.
+        for _ in range(20):
+            rows = await tx.execute(
+                f"INSERT INTO stubs ({STUB_COLS})"
+                " SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, 1, ?, ?, ?"
+                " FROM stubs WHERE workspace_id = ? AND name = ?"
+                " ON CONFLICT (workspace_id, name, version) DO NOTHING"
+                f" RETURNING {STUB_COLS}",
+                [
+                    str(uuid.uuid4()),
+                    workspace_id,
+                    name,
+                    type_,
+                    config,
+                    object_id,
+                    t,
+                    t,
+                    workspace_id,
+                    name,
+                ],
+            )
+            if rows:
+                return to_stub(rows[0])
+        raise StoreError(f"could not allocate a version for queue {name!r}")
+
+    async def deploy_stub(
+        self, workspace_id: str, name: str, config: Mapping[str, Any], code: bytes
+    ) -> Stub:
+        text = config_text(config)
+        return await self.driver.write(
+            lambda tx: self._insert_stub(tx, workspace_id, name, DEPLOYMENT, text, code)
+        )
+
+    async def upsert_serve_stub(
+        self, workspace_id: str, name: str, config: Mapping[str, Any], code: bytes
+    ) -> Stub:
+        text = config_text(config)
+
+        async def op(tx: Tx) -> Stub:
+            rows = await tx.execute(
+                f"SELECT {STUB_COLS} FROM stubs"
+                " WHERE workspace_id = ? AND name = ? AND type = ?"
+                f" ORDER BY version DESC LIMIT 1{self._for_update}",
+                [workspace_id, name, SERVE],
+            )
+            if not rows:
+                return await self._insert_stub(tx, workspace_id, name, SERVE, text, code)
+            stub = to_stub(rows[0])
+            t = now_us(None)
+            object_id = await self._store_object(tx, workspace_id, code, t)
+            if stub.config == text and stub.object_id == object_id:
+                return stub
+            bump = 1 if stub.config != text else 0
+            updated = await tx.execute(
+                "UPDATE stubs SET config = ?, object_id = ?, config_version = config_version + ?,"
+                f" updated_at = ? WHERE id = ? RETURNING {STUB_COLS}",
+                [text, object_id, bump, t, stub.id],
+            )
+            return to_stub(updated[0])
+
+        return await self.driver.write(op)
+
+    async def get_stub(self, stub_id: str) -> Stub | None:
+        key = canonical_id(stub_id)
+        if key is None:
+            return None
+        rows = await self.driver.read(
+            lambda tx: tx.execute(f"SELECT {STUB_COLS} FROM stubs WHERE id = ?", [key])
+        )
+        return to_stub(rows[0]) if rows else None
+
+    async def resolve_stub(
+        self, workspace_id: str, name: str, version: int | None = None
+    ) -> Stub | None:
+        sql = f"SELECT {STUB_COLS} FROM stubs WHERE workspace_id = ? AND name = ?"
+        params: list[Any] = [workspace_id, name]
+        if version is None:
+            sql += " ORDER BY version DESC LIMIT 1"
+        else:
+            sql += " AND version = ?"
+            params.append(version)
+        rows = await self.driver.read(lambda tx: tx.execute(sql, params))
+        return to_stub(rows[0]) if rows else None
+
+    async def list_stubs(
+        self, workspace_id: str | None = None, types: Sequence[StubType] | None = None
+    ) -> list[Stub]:
+        sql = f"SELECT {STUB_COLS} FROM stubs WHERE 1 = 1"
+        params: list[Any] = []
+        if workspace_id is not None:
+            sql += " AND workspace_id = ?"
+            params.append(workspace_id)
+        if types is not None:
+            if not types:
+                return []
+            sql += f" AND type IN {placeholders(len(types))}"
+            params.extend(types)
+        sql += " ORDER BY created_at, name, version"
+        rows = await self.driver.read(lambda tx: tx.execute(sql, params))
+        return [to_stub(row) for row in rows]
+
+    async def get_object(self, object_id: int) -> bytes:
+        rows = await self.driver.read(
+            lambda tx: tx.execute("SELECT data FROM objects WHERE id = ?", [object_id])
+        )
+        if not rows:
+            raise NotFound(f"code object {object_id} not found")
+        return bytes(rows[0][0])
+
+    # -- tasks: enqueue ----------------------------------------------------------------------
+    async def enqueue(
+        self, stub: Stub, tasks: Sequence[NewTask], max_pending: int, now: float | None = None
+    ) -> list[str]:
+        if not tasks:
+            return []
+        return await self._enqueuer.enqueue(stub, tasks, max_pending, now_us(now))
+
+    # -- containers --------------------------------------------------------------------------
+    async def register_container(
+        self, container_id: str, stub_id: str, agent_id: str, now: float | None = None
+    ) -> None:
+        t = now_us(now)
+        await self.driver.write(
+            lambda tx: tx.execute(
+                "INSERT INTO containers (id, stub_id, agent_id, started_at, heartbeat_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                " SET heartbeat_at = excluded.heartbeat_at",
+                [container_id, stub_id, agent_id, t, t],
+            )
+        )
+
+    async def deregister_container(self, container_id: str) -> None:
+        await self.driver.write(
+            lambda tx: tx.execute("DELETE FROM containers WHERE id = ?", [container_id])
+        )
+
+    async def active_containers(self, stub_id: str, now: float | None = None) -> int:
+        stale = now_us(now) - clock.to_us(CONTAINER_STALE_S)
+        rows = await self.driver.read(
+            lambda tx: tx.execute(
+                "SELECT COUNT(*) FROM containers WHERE stub_id = ? AND heartbeat_at >= ?",
+                [stub_id, stale],
+            )
+        )
+        return int(rows[0][0])
+
+    # -- notifications -----------------------------------------------------------------------
+    async def request_warmup(self, stub_id: str) -> None:
+        async def op(tx: Tx) -> None:
+            tx.emit(Event("warmup", stub_id))
+
+        await self.driver.write(op)
+
+    def subscribe(self) -> Subscription:
+        return self.driver.subscribe()

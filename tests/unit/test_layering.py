@@ -1,0 +1,102 @@
+"""The import rules of docs/architecture.md, checked on the source (an AST walk, no import).
+
+Each rule names a part of the package and what it must never import; a violation names the
+file and the import, so the fix starts at the right line.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PACKAGE = SRC / "conveyor"
+
+#: Standard-library and third-party modules that do I/O (or spawn, or wait on the clock).
+IO_MODULES = (
+    "asyncio", "os", "socket", "subprocess", "sqlite3", "threading", "signal", "selectors",
+    "io", "shutil", "tempfile", "pathlib", "urllib.request", "httpx", "psycopg", "psycopg_pool",
+    "uvicorn", "starlette", "fastapi", "psutil",
+)
+
+#: (part, forbidden prefixes, why)
+RULES = [
+    ("conveyor.server.store", ("conveyor.server.gateway", "conveyor.server.agent",
+     "conveyor.server.dashboard", "conveyor.server.run", "conveyor.server.callbacks",
+     "conveyor.sdk", "conveyor.runner", "conveyor.cli"), "the store imports nothing above it"),
+    ("conveyor.server.gateway", ("conveyor.server.agent", "conveyor.server.dashboard",
+     "conveyor.server.run", "conveyor.runner", "conveyor.cli"),
+     "the gateway meets the agent only in the store, and serves no page of the dashboard"),
+    ("conveyor.server.dashboard", ("conveyor.server.agent", "conveyor.server.run",
+     "conveyor.runner", "conveyor.cli"), "the dashboard reads through the store's views"),
+    ("conveyor.server.agent", ("conveyor.server.gateway", "conveyor.server.dashboard",
+     "conveyor.server.run", "conveyor.cli"), "the agent meets the gateway only in the store"),
+    ("conveyor.runner", ("conveyor.server", "conveyor.cli"),
+     "a worker process talks to its agent only over the pipe"),
+    ("conveyor.sdk", ("conveyor.server", "conveyor.runner", "conveyor.cli"),
+     "what a user imports pulls in no server"),
+    ("conveyor.tasks", ("conveyor.server", "conveyor.sdk", "conveyor.runner", "conveyor.cli",
+     *IO_MODULES), "the state machine is pure"),
+    ("conveyor.policy", ("conveyor.server", "conveyor.sdk", "conveyor.runner", "conveyor.cli",
+     *IO_MODULES), "policies are pure functions"),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> list[tuple[int, str]]:
+    """Every module ``path`` imports, absolute, with its line (TYPE_CHECKING ones too)."""
+    found = []
+    package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else (
+        module_name(path))
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.append((node.lineno, base))
+            found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+    return found
+
+
+def violations(part: str, forbidden: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path)
+        if name != part and not name.startswith(part + "."):
+            continue
+        for line, imported in imports_of(path):
+            if any(imported == f or imported.startswith(f + ".") for f in forbidden):
+                found.append(f"{path.relative_to(SRC)}:{line} imports {imported}")
+    return sorted(set(found))
+
+
+#: Knots still being untied (issue 13): listed here, each must fail until it is fixed.
+UNTIED = {"conveyor.server.gateway"}
+
+
+@pytest.mark.parametrize(
+    ("part", "forbidden", "why"),
+    [
+        pytest.param(*rule, marks=pytest.mark.xfail(reason="being untied"))
+        if rule[0] in UNTIED else rule
+        for rule in RULES
+    ],
+    ids=[r[0] for r in RULES],
+)
+def test_import_rule(part: str, forbidden: tuple[str, ...], why: str) -> None:
+    assert violations(part, forbidden) == [], why
+
+
+def test_the_rules_see_a_violation() -> None:
+    """The walk finds imports at all: the gateway's app imports the store's interface."""
+    app = PACKAGE / "server" / "gateway" / "app.py"
+    assert any(name.startswith("conveyor.server.store") for _, name in imports_of(app))
