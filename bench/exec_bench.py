@@ -21,7 +21,8 @@ import psutil
 import psycopg
 
 from conveyor.queue_config import AutoscalerConfig, QueueConfig
-from conveyor.server.agent.agent import Agent, AgentSettings
+from conveyor.server.agent.agent import Agent
+from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.store import open_store
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import NewTask, Stub

@@ -14,8 +14,9 @@ import orjson
 import pytest
 
 from conveyor.queue_config import QueueConfig
-from conveyor.server.agent.agent import Agent, AgentSettings
+from conveyor.server.agent.agent import Agent
 from conveyor.server.agent.runtime import StubRuntime
+from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import NewTask, Stub, TaskView, Workspace
 from conveyor.tasks import TaskStatus, is_terminal

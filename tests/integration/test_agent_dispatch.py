@@ -1,4 +1,4 @@
-"""Dispatch decisions of the agent, stepped by hand with fake worker processes on a real store."""
+"""Dispatch decisions of the agent, stepped by hand with fake processes on a real store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from conveyor.server.agent.process import WorkerState
+from conveyor.server.agent.handle import ProcessState
 from conveyor.server.agent.runtime import Container
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import NewTask, TaskRecord
@@ -15,17 +15,17 @@ from conveyor.tasks import TaskStatus
 from tests.integration.conftest import stepped_agent
 
 
-class FakeWorker:
-    """The part of ``WorkerProcess`` that dispatch uses."""
+class FakeProcess:
+    """The part of ``RunnerProcess`` that dispatch uses."""
 
     def __init__(self) -> None:
-        self.state = WorkerState.IDLE
+        self.state = ProcessState.IDLE
         self.current = None
         self.ran: list[str] = []
 
     def run(self, task: TaskRecord, now: float) -> None:
-        assert self.state is WorkerState.IDLE
-        self.state = WorkerState.BUSY
+        assert self.state is ProcessState.IDLE
+        self.state = ProcessState.BUSY
         self.ran.append(task.id)
 
 
@@ -37,15 +37,15 @@ async def test_backlog_is_fed_even_when_another_containers_claim_comes_back_shor
     # backlog reached its idle worker, and heartbeats kept renewing the stranded leases.
     agent, runtime = await stepped_agent(store, tmp_path)
     stub = runtime.stub
-    first, second = FakeWorker(), FakeWorker()
+    first, second = FakeProcess(), FakeProcess()
     runtime.containers = {
-        "c1": Container("c1", stub.id, workers=[first]),  # type: ignore[list-item]
-        "c2": Container("c2", stub.id, workers=[second]),  # type: ignore[list-item]
+        "c1": Container("c1", stub.id, processes=[first]),  # type: ignore[list-item]
+        "c2": Container("c2", stub.id, processes=[second]),  # type: ignore[list-item]
     }
     payload = orjson.dumps({"args": [], "kwargs": {}}).decode()
     [task_id] = await store.enqueue(stub, [NewTask(payload)], 100)
     [held] = await store.claim(stub.id, "c2", 1, 10.0)
-    runtime.containers["c2"].backlog.append(held)  # claimed earlier, waiting for a worker
+    runtime.containers["c2"].backlog.append(held)  # claimed earlier, waiting for a process
     runtime.maybe_work = True
 
     await agent.dispatch(time.time())  # c1 claims first, finds nothing, and the round ends
@@ -59,8 +59,8 @@ async def test_tasks_claimed_for_a_container_that_stopped_meanwhile_go_back(
 ) -> None:
     agent, runtime = await stepped_agent(store, tmp_path)
     stub = runtime.stub
-    worker = FakeWorker()
-    container = Container("c1", stub.id, workers=[worker])  # type: ignore[list-item]
+    process = FakeProcess()
+    container = Container("c1", stub.id, processes=[process])  # type: ignore[list-item]
     runtime.containers = {"c1": container}
     payload = orjson.dumps({"args": [], "kwargs": {}}).decode()
     [task_id] = await store.enqueue(stub, [NewTask(payload)], 100)
@@ -77,6 +77,6 @@ async def test_tasks_claimed_for_a_container_that_stopped_meanwhile_go_back(
         await agent.dispatch(time.time())
     finally:
         del store.claim  # type: ignore[method-assign]
-    assert worker.ran == []
+    assert process.ran == []
     view = await store.get_task(task_id)
     assert view is not None and view.task.status is TaskStatus.RETRY and view.task.attempt == 0

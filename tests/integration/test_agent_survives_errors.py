@@ -11,7 +11,8 @@ import logging
 import pytest
 
 from conveyor.errors import PartEnded
-from conveyor.server.agent.agent import Agent, AgentSettings
+from conveyor.server.agent.agent import Agent
+from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.gateway.app import create_app
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.run import _run_together, _uvicorn

@@ -20,7 +20,8 @@ import orjson
 import uvloop
 
 from conveyor.queue_config import QueueConfig
-from conveyor.server.agent.process import Attempt, KillReason, WorkerProcess, WorkerState
+from conveyor.server.agent.handle import Attempt, KillReason, ProcessHandle, ProcessState
+from conveyor.server.agent.process import RunnerProcess
 from conveyor.server.agent.runtime import Container
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import DEPLOYMENT, TaskRecord
@@ -42,13 +43,13 @@ def _task() -> TaskRecord:
 def _worker(
     code_root: Path,
     handler: str,
-    on_done: Callable[[WorkerProcess, Attempt, dict[str, Any]], Awaitable[None]],
-    on_exit: Callable[[WorkerProcess, int | None], Awaitable[None]],
-) -> WorkerProcess:
+    on_done: Callable[[ProcessHandle, Attempt, dict[str, Any]], Awaitable[None]],
+    on_exit: Callable[[ProcessHandle, int | None], Awaitable[None]],
+) -> RunnerProcess:
     config = QueueConfig(name="q", handler=handler, code_path=str(code_root))
     init = {"config": config.to_dict(), "code_root": str(code_root), "stub_id": "stub-1",
             "stub_type": DEPLOYMENT, "container_id": "c-1"}  # fmt: skip
-    return WorkerProcess(container_id="c-1", init=init, env={}, on_done=on_done, on_exit=on_exit)
+    return RunnerProcess(container_id="c-1", init=init, env={}, on_done=on_done, on_exit=on_exit)
 
 
 async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: Path) -> None:
@@ -57,10 +58,10 @@ async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: P
     done: list[dict[str, Any]] = []
     exits: list[int | None] = []
 
-    async def on_done(worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
+    async def on_done(worker: ProcessHandle, attempt: Attempt, msg: dict[str, Any]) -> None:
         done.append(msg)
 
-    async def on_exit(worker: WorkerProcess, returncode: int | None) -> None:
+    async def on_exit(worker: ProcessHandle, returncode: int | None) -> None:
         exits.append(returncode)
 
     worker = _worker(tmp_path, "app.py:double", on_done, on_exit)
@@ -74,7 +75,7 @@ async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: P
     try:
         assert await worker.start() is True
         await feeder
-        assert worker.state is WorkerState.BUSY and worker.kill_reason is None
+        assert worker.state is ProcessState.BUSY and worker.kill_reason is None
         await until(lambda: bool(done), 15)
         assert done and done[0]["status"] == "COMPLETE" and done[0]["result"] == "40"
         assert exits == []
@@ -83,7 +84,7 @@ async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: P
 
 
 class _StoppedWorker:
-    """The part of ``WorkerProcess`` that ``_on_exit`` reads: a worker killed with STOP (as a
+    """The part of ``RunnerProcess`` that ``on_exit`` reads: a worker killed with STOP (as a
     start that timed out is), so no replacement is started for it."""
 
     def __init__(self, container_id: str, stub_id: str) -> None:
@@ -97,10 +98,10 @@ async def test_a_container_left_without_workers_is_retired(store: Store, tmp_pat
     agent, runtime = await stepped_agent(store, tmp_path)
     stub = runtime.stub
     last = _StoppedWorker("c1", stub.id)
-    runtime.containers["c1"] = Container("c1", stub.id, workers=[last])  # type: ignore[list-item]
+    runtime.containers["c1"] = Container("c1", stub.id, processes=[last])  # type: ignore[list-item]
     before = time.time()
 
-    await agent._on_exit(last, -15)  # type: ignore[arg-type]
+    await agent.supervisor.on_exit(last, -15)  # type: ignore[arg-type]
     await until(lambda: "c1" not in runtime.containers)
 
     # Gone, so autoscale counts it no more and starts a fresh one after the retry pause.
@@ -117,10 +118,10 @@ def test_writing_to_a_worker_that_just_died_does_not_raise(tmp_path: Path) -> No
     exits: list[int | None] = []
 
     async def scenario() -> None:
-        async def on_exit(worker: WorkerProcess, returncode: int | None) -> None:
+        async def on_exit(worker: ProcessHandle, returncode: int | None) -> None:
             exits.append(returncode)
 
-        async def on_done(worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
+        async def on_done(worker: ProcessHandle, attempt: Attempt, msg: dict[str, Any]) -> None:
             raise AssertionError("nothing runs")
 
         worker = _worker(tmp_path, "app.py:f", on_done, on_exit)
@@ -144,12 +145,12 @@ async def test_a_failing_result_handler_does_not_deafen_the_worker(tmp_path: Pat
     (tmp_path / "app.py").write_text("def double(x):\n    return 2 * x\n")
     heard: list[str] = []
 
-    async def on_done(worker: WorkerProcess, attempt: Attempt, msg: dict[str, Any]) -> None:
+    async def on_done(worker: ProcessHandle, attempt: Attempt, msg: dict[str, Any]) -> None:
         heard.append(msg["result"])
         if len(heard) == 1:
             raise RuntimeError("a bug while feeding other workers")
 
-    async def on_exit(worker: WorkerProcess, returncode: int | None) -> None:
+    async def on_exit(worker: ProcessHandle, returncode: int | None) -> None:
         return None
 
     worker = _worker(tmp_path, "app.py:double", on_done, on_exit)

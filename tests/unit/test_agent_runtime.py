@@ -6,7 +6,7 @@ import re
 
 from conveyor.queue_config import QueueConfig
 from conveyor.server.agent.exits import describe_exit
-from conveyor.server.agent.runtime import MAX_PREFETCH_PER_WORKER, StubRuntime, new_container_id
+from conveyor.server.agent.runtime import MAX_PREFETCH_PER_PROCESS, StubRuntime, new_container_id
 from conveyor.server.store.records import SERVE, Stub
 
 
@@ -17,19 +17,19 @@ def runtime() -> StubRuntime:
 
 def test_no_prefetch_before_any_task_or_for_long_tasks() -> None:
     r = runtime()
-    assert r.prefetch(workers=2, budget_s=0.05) == 0
+    assert r.prefetch(processes=2, budget_s=0.05) == 0
     r.observe(0.2)
-    assert r.prefetch(workers=2, budget_s=0.05) == 0
+    assert r.prefetch(processes=2, budget_s=0.05) == 0
 
 
 def test_prefetch_sized_to_the_budget_and_bounded() -> None:
     r = runtime()
     r.observe(0.01)  # 5 tasks fit in 50 ms
-    assert r.prefetch(workers=2, budget_s=0.05) == 10
+    assert r.prefetch(processes=2, budget_s=0.05) == 10
     r.observe(0.0)
     for _ in range(30):
         r.observe(0.0)
-    assert r.prefetch(workers=2, budget_s=0.05) == 2 * MAX_PREFETCH_PER_WORKER
+    assert r.prefetch(processes=2, budget_s=0.05) == 2 * MAX_PREFETCH_PER_PROCESS
 
 
 def test_average_follows_recent_durations() -> None:

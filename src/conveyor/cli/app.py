@@ -327,7 +327,7 @@ def worker_cmd(
     """
     _logging(verbose)
     out.print(f"conveyor worker (store {store.split('@')[-1]}); SIGTERM drains")
-    from conveyor.server.agent.agent import AgentSettings
+    from conveyor.server.agent.settings import AgentSettings
     from conveyor.server.run import run_worker
 
     _run(run_worker(store_url=store, settings=AgentSettings(cpu_capacity=cpus)))

@@ -20,7 +20,8 @@ from fastapi import FastAPI
 
 from conveyor.errors import PartEnded, StartupError, StoreError
 from conveyor.sdk.loader import load_target
-from conveyor.server.agent.agent import Agent, AgentSettings
+from conveyor.server.agent.agent import Agent
+from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.console import watch_routes
 from conveyor.server.gateway.app import create_app
 from conveyor.server.gateway.settings import GatewaySettings

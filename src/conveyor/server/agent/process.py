@@ -1,4 +1,4 @@
-"""One worker process of a container, seen from the agent: spawn, feed, watch, kill."""
+"""One runner process of a container, seen from the agent: spawn, feed, watch, kill."""
 
 from __future__ import annotations
 
@@ -9,53 +9,33 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from enum import Enum
+from collections.abc import Mapping
 from typing import Any
+
+import psutil
 
 from conveyor.runner import wire
 from conveyor.server.agent.exits import describe_exit
+from conveyor.server.agent.handle import (
+    Attempt,
+    DoneHandler,
+    ExitHandler,
+    KillReason,
+    ProcessState,
+)
 from conveyor.server.store.records import TaskRecord
 
 log = logging.getLogger("conveyor.server.agent")
 
 #: Seconds between SIGTERM and SIGKILL when a process is stopped.
 KILL_GRACE_S = 0.5
-#: Seconds a worker may take to import its code and run ``on_start``.
+#: Seconds a process may take to import its code and run ``on_start``.
 START_TIMEOUT_S = 120.0
 
 
-class WorkerState(Enum):
-    STARTING = "starting"
-    IDLE = "idle"
-    BUSY = "busy"
-    DEAD = "dead"
+class RunnerProcess:
+    """The real ``ProcessHandle``: ``python -m conveyor.runner.main`` behind a pipe."""
 
-
-class KillReason(Enum):
-    TIMEOUT = "timeout"
-    CANCEL = "cancel"
-    MEMORY = "memory"
-    STOP = "stop"
-
-
-@dataclass(slots=True)
-class Attempt:
-    task_id: str
-    fence: int
-    attempt: int
-    #: Wall-clock second after which the attempt times out (None: no timeout).
-    deadline: float | None
-    dispatched_at: float
-    started_at: float | None = None
-
-
-DoneHandler = Callable[["WorkerProcess", Attempt, dict[str, Any]], Awaitable[None]]
-ExitHandler = Callable[["WorkerProcess", int | None], Awaitable[None]]
-
-
-class WorkerProcess:
     def __init__(
         self,
         *,
@@ -71,7 +51,7 @@ class WorkerProcess:
         self._env = env
         self._on_done = on_done
         self._on_exit = on_exit
-        self.state = WorkerState.STARTING
+        self.state = ProcessState.STARTING
         self.current: Attempt | None = None
         self.kill_reason: KillReason | None = None
         self.proc: asyncio.subprocess.Process | None = None
@@ -87,6 +67,15 @@ class WorkerProcess:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    def rss(self) -> int | None:
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            return int(psutil.Process(pid).memory_info().rss)
+        except psutil.Error:
+            return None
 
     async def start(self) -> bool:
         """Spawn the process and wait until it is ready. False if it could not start."""
@@ -110,7 +99,7 @@ class WorkerProcess:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._ready.wait(), START_TIMEOUT_S)
         # Not ``state is IDLE``: once ready, the agent may hand it a task before this resumes
-        # (that check made a busy worker look unstarted, and killed it with its task).
+        # (that check made a busy process look unstarted, and killed it with its task).
         if self.ready:
             return True
         if self.proc.returncode is None:  # still importing after START_TIMEOUT_S
@@ -125,10 +114,10 @@ class WorkerProcess:
         return False
 
     def run(self, task: TaskRecord, now: float) -> None:
-        assert self.state is WorkerState.IDLE
+        assert self.state is ProcessState.IDLE
         deadline = None if task.timeout_s < 0 else now + task.timeout_s
         self.current = Attempt(task.id, task.fence, task.attempt, deadline, now)
-        self.state = WorkerState.BUSY
+        self.state = ProcessState.BUSY
         self._send(
             {
                 "op": "run",
@@ -172,7 +161,7 @@ class WorkerProcess:
     def _send(self, message: dict[str, Any]) -> None:
         """Write a frame; to a process that just died, write nothing: its death is reported
         by the read loop through ``on_exit``, and raising here would fail a caller that did
-        nothing wrong (another worker's result feeding this one, a container's start-up)."""
+        nothing wrong (another process's result feeding this one, a container's start-up)."""
         assert self.proc is not None and self.proc.stdin is not None
         stdin = self.proc.stdin
         if stdin.is_closing():
@@ -189,12 +178,12 @@ class WorkerProcess:
                 message = wire.decode(await stdout.readexactly(wire.decode_length(header)))
                 try:
                     await self._handle(message)
-                except Exception:  # a bug in the agent's handlers must not deafen this worker
+                except Exception:  # a bug in the agent's handlers must not deafen this process
                     log.exception("handling %r from a worker process failed", message.get("op"))
         except (asyncio.IncompleteReadError, ConnectionResetError, ValueError):
             pass
         returncode = await self.proc.wait()
-        self.state = WorkerState.DEAD
+        self.state = ProcessState.DEAD
         self._ready.set()
         await self._on_exit(self, returncode)
 
@@ -202,7 +191,7 @@ class WorkerProcess:
         op = message.get("op")
         if op == "ready":
             self.ready = True
-            self.state = WorkerState.IDLE
+            self.state = ProcessState.IDLE
             self.idle_since = time.time()
             self._ready.set()
         elif op == "init_failed":
@@ -219,6 +208,6 @@ class WorkerProcess:
                 return  # a killed attempt's last words are not recorded
             # (a graceful stop lets the running task finish, and its result counts)
             self.current = None
-            self.state = WorkerState.IDLE
+            self.state = ProcessState.IDLE
             self.idle_since = time.time()
             await self._on_done(self, current, message)

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.queue_config import QueueConfig
-from conveyor.server.agent.process import WorkerProcess, WorkerState
+from conveyor.server.agent.handle import ProcessHandle, ProcessState
 from conveyor.server.store.records import Stub, TaskRecord
 
-#: Upper bound of the prefetched backlog per worker process.
-MAX_PREFETCH_PER_WORKER = 64
+#: Upper bound of the prefetched backlog per process.
+MAX_PREFETCH_PER_PROCESS = 64
 
 
 def new_container_id(stub_id: str) -> str:
@@ -24,22 +24,22 @@ def new_container_id(stub_id: str) -> str:
 class Container:
     id: str
     stub_id: str
-    workers: list[WorkerProcess] = field(default_factory=list)
-    #: Last time a worker of this container finished or took a task (for keep-warm).
+    processes: list[ProcessHandle] = field(default_factory=list)
+    #: Last time a process of this container finished or took a task (for keep-warm).
     last_active: float = 0.0
     stopping: bool = False
-    #: Claimed tasks waiting for a free worker (only for short tasks, see ``prefetch``).
+    #: Claimed tasks waiting for a free process (only for short tasks, see ``prefetch``).
     backlog: deque[TaskRecord] = field(default_factory=deque)
 
-    def idle_workers(self) -> list[WorkerProcess]:
-        return [w for w in self.workers if w.state is WorkerState.IDLE]
+    def idle_processes(self) -> list[ProcessHandle]:
+        return [p for p in self.processes if p.state is ProcessState.IDLE]
 
-    def busy_workers(self) -> list[WorkerProcess]:
-        return [w for w in self.workers if w.state is WorkerState.BUSY]
+    def busy_processes(self) -> list[ProcessHandle]:
+        return [p for p in self.processes if p.state is ProcessState.BUSY]
 
     def running(self) -> list[tuple[str, int]]:
         """Attempts this container holds leases for: running ones and the backlog."""
-        held = [(w.current.task_id, w.current.fence) for w in self.workers if w.current]
+        held = [(p.current.task_id, p.current.fence) for p in self.processes if p.current]
         return held + [(t.id, t.fence) for t in self.backlog]
 
     def drop_backlog(self, task_id: str) -> bool:
@@ -69,13 +69,13 @@ class StubRuntime:
         prev = self.avg_duration_s
         self.avg_duration_s = duration_s if prev is None else 0.8 * prev + 0.2 * duration_s
 
-    def prefetch(self, workers: int, budget_s: float) -> int:
-        """How many claimed tasks a container may hold beyond its idle workers.
+    def prefetch(self, processes: int, budget_s: float) -> int:
+        """How many claimed tasks a container may hold beyond its idle processes.
 
         A prefetched task shows RUNNING while it waits, so the backlog is sized to be worked
         off within ``budget_s``; queues whose tasks take longer than that get none.
         """
         if self.avg_duration_s is None or self.avg_duration_s > budget_s:
             return 0
-        per_worker = int(budget_s / max(self.avg_duration_s, 1e-4))
-        return workers * max(1, min(MAX_PREFETCH_PER_WORKER, per_worker))
+        per_process = int(budget_s / max(self.avg_duration_s, 1e-4))
+        return processes * max(1, min(MAX_PREFETCH_PER_PROCESS, per_process))

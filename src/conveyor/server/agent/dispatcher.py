@@ -1,0 +1,152 @@
+"""The agent's hot path: claim tasks for idle processes (plus a prefetched backlog for short
+tasks), hand them over, and write outcomes back in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from conveyor.errors import StoreError
+from conveyor.server.agent.handle import Attempt, ProcessHandle
+from conveyor.server.agent.loops import survive
+from conveyor.server.agent.runtime import Container, StubRuntime
+from conveyor.server.agent.settings import AgentSettings
+from conveyor.server.store.base import Store
+from conveyor.server.store.records import Outcome
+from conveyor.tasks import TaskStatus
+
+log = logging.getLogger("conveyor.server.agent")
+
+#: Pauses between attempts to write a batch of outcomes; after the last, the batch is dropped.
+WRITE_RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        settings: AgentSettings,
+        stubs: dict[str, StubRuntime],
+        wake: Callable[[StubRuntime], None],
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.stubs = stubs
+        self._wake = wake
+        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+
+    async def dispatch(self, now: float) -> int:
+        """Feed every container's backlog to its idle processes, then claim tasks for the
+        idle processes (plus a backlog for short tasks) of stubs that may have work; return
+        how many were claimed."""
+        claimed = 0
+        for runtime in list(self.stubs.values()):
+            containers = [c for c in runtime.containers.values() if not c.stopping]
+            for container in containers:  # before any claim: a short claim ends the round
+                self.feed(container, now)
+            if not runtime.maybe_work:
+                continue
+            for container in containers:
+                want = self._wanted(runtime, container)
+                if want <= 0 or not container.processes:
+                    continue
+                tasks = await self.store.claim(
+                    runtime.stub.id, container.id, want, self.settings.lease_s, now
+                )
+                claimed += len(tasks)
+                if container.stopping or container.id not in runtime.containers:
+                    # Stopped while the claim was in flight: give the tasks straight back.
+                    await self.store.release([(t.id, t.fence) for t in tasks])
+                    continue
+                container.backlog.extend(tasks)
+                self.feed(container, now)
+                if len(tasks) < want:
+                    runtime.maybe_work = False
+                    break
+        return claimed
+
+    def _wanted(self, runtime: StubRuntime, container: Container) -> int:
+        idle = len(container.idle_processes())
+        depth = runtime.prefetch(len(container.processes), self.settings.prefetch_budget_s)
+        # Refill the backlog only once it is half used: fewer, larger claims.
+        refill = depth - len(container.backlog) if len(container.backlog) <= depth // 2 else 0
+        return idle + refill
+
+    def feed(self, container: Container, now: float) -> None:
+        """Give backlog tasks to idle processes."""
+        for process in container.idle_processes():
+            if not container.backlog:
+                return
+            process.run(container.backlog.popleft(), now)
+            container.last_active = now
+
+    async def on_done(self, process: ProcessHandle, attempt: Attempt, msg: dict[str, Any]) -> None:
+        status = TaskStatus.COMPLETE if msg.get("status") == "COMPLETE" else TaskStatus.FAILED
+        error = msg.get("error")
+        outputs = [(o["name"], base64.b64decode(o["data"])) for o in msg.get("outputs") or ()]
+        self.report(
+            Outcome(
+                task_id=attempt.task_id,
+                fence=attempt.fence,
+                status=status,
+                result=msg.get("result"),
+                error=orjson.dumps(error).decode() if error else None,
+                retryable=bool(msg.get("retryable")),
+                outputs=outputs,
+            )
+        )
+        runtime = self.stubs[process.stub_id]
+        now = time.time()
+        runtime.observe(now - attempt.dispatched_at)
+        container = runtime.containers.get(process.container_id)
+        if container is not None:
+            container.last_active = now
+            self.feed(container, now)
+        self._wake(runtime)
+
+    # -- outcomes --------------------------------------------------------------------------
+    def report(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next batch write."""
+        self._outcomes.put_nowait(outcome)
+
+    async def outcome_loop(self) -> None:
+        while True:
+            first = await self._outcomes.get()
+            batch = [first]
+            while not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            # Lost outcomes are not lost tasks: their leases expire and the sweep retries them.
+            async with survive("outcome writing", self.settings.poll_s):
+                await self._write(batch)
+
+    async def flush_outcomes(self) -> None:
+        batch: list[Outcome] = []
+        while not self._outcomes.empty():
+            batch.append(self._outcomes.get_nowait())
+        if batch:
+            await self._write(batch)
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        for delay in WRITE_RETRY_S:
+            try:
+                await self.store.finish(batch)
+                return
+            except StoreError as exc:
+                log.warning(
+                    "writing %d outcomes failed (%s); retrying",
+                    len(batch),
+                    exc,
+                    extra={"action": "finish_failed"},
+                )
+                await asyncio.sleep(delay)
+        log.error(
+            "dropping %d outcomes after repeated store errors; their leases will "
+            "expire and the sweep will retry them",
+            len(batch),
+        )

@@ -1,0 +1,78 @@
+"""The agent's view of one runner process: its states, and the seam the supervisor and the
+dispatcher drive it through. ``RunnerProcess`` is the real one; tests pass fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from conveyor.server.store.records import TaskRecord
+
+
+class ProcessState(Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    DEAD = "dead"
+
+
+class KillReason(Enum):
+    TIMEOUT = "timeout"
+    CANCEL = "cancel"
+    MEMORY = "memory"
+    STOP = "stop"
+
+
+@dataclass(slots=True)
+class Attempt:
+    task_id: str
+    fence: int
+    attempt: int
+    #: Wall-clock second after which the attempt times out (None: no timeout).
+    deadline: float | None
+    dispatched_at: float
+    started_at: float | None = None
+
+
+class ProcessHandle(Protocol):
+    """What the agent needs of a process: start it, hand it a task, stop or kill it, read
+    its memory. Its results and its exit come back through the ``on_done`` / ``on_exit``
+    it was spawned with."""
+
+    container_id: str
+    stub_id: str
+    state: ProcessState
+    current: Attempt | None
+    kill_reason: KillReason | None
+    #: The ``init_failed`` error (its code did not load), else None.
+    init_error: dict[str, Any] | None
+    #: Why ``start`` returned False, in words.
+    start_failure: str
+
+    async def start(self) -> bool: ...
+    def run(self, task: TaskRecord, now: float) -> None: ...
+    async def stop(self) -> None: ...
+    async def kill(self, reason: KillReason) -> None: ...
+    def rss(self) -> int | None:
+        """Resident memory in bytes; None when it cannot be read (not started, gone)."""
+        ...
+
+
+DoneHandler = Callable[[ProcessHandle, Attempt, dict[str, Any]], Awaitable[None]]
+ExitHandler = Callable[[ProcessHandle, int | None], Awaitable[None]]
+
+
+class Spawn(Protocol):
+    """Makes a process handle (not started yet) for one of a container's processes."""
+
+    def __call__(
+        self,
+        *,
+        container_id: str,
+        init: Mapping[str, Any],
+        env: Mapping[str, str],
+        on_done: DoneHandler,
+        on_exit: ExitHandler,
+    ) -> ProcessHandle: ...
