@@ -20,7 +20,13 @@ import orjson
 import uvloop
 
 from conveyor.queue_config import QueueConfig
-from conveyor.server.agent.handle import Attempt, KillReason, ProcessHandle, ProcessState
+from conveyor.server.agent.handle import (
+    Attempt,
+    KillReason,
+    ProcessHandle,
+    ProcessSpec,
+    ProcessState,
+)
 from conveyor.server.agent.process import RunnerProcess
 from conveyor.server.agent.runtime import Container
 from conveyor.server.store.base import Store
@@ -49,7 +55,7 @@ def _worker(
     config = QueueConfig(name="q", handler=handler, code_path=str(code_root))
     init = {"config": config.to_dict(), "code_root": str(code_root), "stub_id": "stub-1",
             "stub_type": DEPLOYMENT, "container_id": "c-1"}  # fmt: skip
-    return RunnerProcess(container_id="c-1", init=init, env={}, on_done=on_done, on_exit=on_exit)
+    return RunnerProcess(ProcessSpec("c-1", init, {}, on_done, on_exit))
 
 
 async def test_a_worker_fed_as_soon_as_it_is_ready_counts_as_started(tmp_path: Path) -> None:

@@ -4,17 +4,15 @@ database. Time is the ``now`` each step is given."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from conveyor.queue_config import AutoscalerConfig, QueueConfig
 from conveyor.server.agent.handle import (
     Attempt,
-    DoneHandler,
-    ExitHandler,
     KillReason,
     ProcessHandle,
+    ProcessSpec,
     ProcessState,
 )
 from conveyor.server.agent.runtime import StubRuntime
@@ -30,17 +28,9 @@ STUB = Stub("0123abcd-0000-4000-8000-000000000000", "w", "q", SERVE, 1, "{}", 1,
 class FakeProcess:
     """Starts at once, runs nothing by itself, and dies when stopped or killed."""
 
-    def __init__(
-        self,
-        *,
-        container_id: str,
-        init: Mapping[str, Any],
-        env: Mapping[str, str],
-        on_done: DoneHandler,
-        on_exit: ExitHandler,
-    ) -> None:
-        self.container_id = container_id
-        self.stub_id = str(init["stub_id"])
+    def __init__(self, spec: ProcessSpec) -> None:
+        self.container_id = spec.container_id
+        self.stub_id = str(spec.init["stub_id"])
         self.state = ProcessState.STARTING
         self.current: Attempt | None = None
         self.kill_reason: KillReason | None = None
@@ -48,7 +38,7 @@ class FakeProcess:
         self.start_failure = ""
         self.memory = 0
         self.killed_with: KillReason | None = None
-        self._on_exit = on_exit
+        self._on_exit = spec.on_exit
 
     async def start(self) -> bool:
         self.state = ProcessState.IDLE
@@ -122,8 +112,8 @@ class Rig:
         self.outcomes: list[Outcome] = []
         self.spawned: list[FakeProcess] = []
 
-        def spawn(**kwargs: Any) -> ProcessHandle:
-            self.spawned.append(FakeProcess(**kwargs))
+        def spawn(spec: ProcessSpec) -> ProcessHandle:
+            self.spawned.append(FakeProcess(spec))
             return self.spawned[-1]
 
         async def on_done(process: ProcessHandle, attempt: Attempt, msg: dict[str, Any]) -> None:
@@ -148,32 +138,30 @@ class Rig:
     def live(self) -> list[FakeProcess]:
         return [p for p in self.spawned if p.state is not ProcessState.DEAD]
 
+    async def scale_for(self, runnable: int, now: float) -> None:
+        self.store.load = StubLoad(STUB.id, runnable=runnable, running=0)
+        await self.supervisor.autoscale(now)
+        await self.settle()
+
 
 async def test_autoscale_starts_a_container_per_task_and_stops_them_after_keep_warm(
     tmp_path: Path,
 ) -> None:
     rig = Rig(tmp_path, workers=2, keep_warm_seconds=10,
               autoscaler=AutoscalerConfig(max_containers=5))  # fmt: skip
-    rig.store.load = StubLoad(STUB.id, runnable=3, running=0)
-
-    await rig.supervisor.autoscale(100.0)
-    await rig.settle()
+    await rig.scale_for(3, 100.0)
     assert len(rig.runtime.containers) == 3
     assert len(rig.store.registered) == 3
     assert len(rig.live()) == 6  # workers=2 processes in each
     assert all(len(c.idle_processes()) == 2 for c in rig.runtime.containers.values())
 
-    await rig.supervisor.autoscale(101.0)  # as many as wanted: none more
-    await rig.settle()
+    await rig.scale_for(3, 101.0)  # as many as wanted: none more
     assert len(rig.spawned) == 6
 
-    rig.store.load = StubLoad(STUB.id, runnable=0, running=0)
-    await rig.supervisor.autoscale(105.0)  # idle for 5 s of keep_warm_seconds=10: kept
-    await rig.settle()
+    await rig.scale_for(0, 105.0)  # idle for 5 s of keep_warm_seconds=10: kept
     assert len(rig.runtime.containers) == 3 and len(rig.live()) == 6
 
-    await rig.supervisor.autoscale(110.0)
-    await rig.settle()
+    await rig.scale_for(0, 110.0)
     assert rig.runtime.containers == {}
     assert rig.store.registered == set()
     assert rig.live() == []
@@ -183,10 +171,7 @@ async def test_autoscale_starts_a_container_per_task_and_stops_them_after_keep_w
 async def test_cpu_capacity_caps_the_containers_started(tmp_path: Path) -> None:
     rig = Rig(tmp_path, cpu=1.5, autoscaler=AutoscalerConfig(max_containers=5))
     rig.supervisor.settings = AgentSettings(stub_types=(), cpu_capacity=4.0)
-    rig.store.load = StubLoad(STUB.id, runnable=5, running=0)
-
-    await rig.supervisor.autoscale(100.0)
-    await rig.settle()
+    await rig.scale_for(5, 100.0)
     assert len(rig.runtime.containers) == 2  # 2 x 1.5 fits in 4 CPUs, a third does not
     assert rig.runtime.cpu_starved
 
@@ -195,9 +180,7 @@ async def test_a_timeout_kills_the_process_running_that_task_and_only_it(
     tmp_path: Path,
 ) -> None:
     rig = Rig(tmp_path, workers=2, timeout=5)
-    rig.store.load = StubLoad(STUB.id, runnable=2, running=0)
-    await rig.supervisor.autoscale(100.0)
-    await rig.settle()
+    await rig.scale_for(2, 100.0)
     slow, fast = rig.spawned
     slow.run(task("slow", timeout_s=5), 100.0)
     fast.run(task("fast", timeout_s=60), 100.0)
@@ -223,9 +206,7 @@ async def test_memory_limit_kills_the_process_over_it_and_records_a_crash(
     tmp_path: Path,
 ) -> None:
     rig = Rig(tmp_path, workers=2, memory=64)
-    rig.store.load = StubLoad(STUB.id, runnable=1, running=0)
-    await rig.supervisor.autoscale(100.0)
-    await rig.settle()
+    await rig.scale_for(1, 100.0)
     big, small = rig.spawned
     big.run(task("big"), 100.0)
     big.memory, small.memory = 65 * 1024 * 1024, 63 * 1024 * 1024

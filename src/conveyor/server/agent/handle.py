@@ -64,15 +64,17 @@ DoneHandler = Callable[[ProcessHandle, Attempt, dict[str, Any]], Awaitable[None]
 ExitHandler = Callable[[ProcessHandle, int | None], Awaitable[None]]
 
 
-class Spawn(Protocol):
-    """Makes a process handle (not started yet) for one of a container's processes."""
+@dataclass(frozen=True, slots=True)
+class ProcessSpec:
+    """Everything a container's process is made from."""
 
-    def __call__(
-        self,
-        *,
-        container_id: str,
-        init: Mapping[str, Any],
-        env: Mapping[str, str],
-        on_done: DoneHandler,
-        on_exit: ExitHandler,
-    ) -> ProcessHandle: ...
+    container_id: str
+    #: The ``init`` frame: config, code root, stub and container ids.
+    init: Mapping[str, Any]
+    env: Mapping[str, str]
+    on_done: DoneHandler
+    on_exit: ExitHandler
+
+
+#: Makes a process handle (not started yet); ``RunnerProcess`` itself, or a test's fake.
+Spawn = Callable[[ProcessSpec], ProcessHandle]

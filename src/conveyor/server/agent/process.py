@@ -9,20 +9,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import psutil
 
 from conveyor.runner import wire
 from conveyor.server.agent.exits import describe_exit
-from conveyor.server.agent.handle import (
-    Attempt,
-    DoneHandler,
-    ExitHandler,
-    KillReason,
-    ProcessState,
-)
+from conveyor.server.agent.handle import Attempt, KillReason, ProcessSpec, ProcessState
 from conveyor.server.store.records import TaskRecord
 
 log = logging.getLogger("conveyor.server.agent")
@@ -36,21 +29,13 @@ START_TIMEOUT_S = 120.0
 class RunnerProcess:
     """The real ``ProcessHandle``: ``python -m conveyor.runner.main`` behind a pipe."""
 
-    def __init__(
-        self,
-        *,
-        container_id: str,
-        init: Mapping[str, Any],
-        env: Mapping[str, str],
-        on_done: DoneHandler,
-        on_exit: ExitHandler,
-    ) -> None:
-        self.container_id = container_id
-        self.stub_id = str(init["stub_id"])
-        self._init = dict(init)
-        self._env = env
-        self._on_done = on_done
-        self._on_exit = on_exit
+    def __init__(self, spec: ProcessSpec) -> None:
+        self.container_id = spec.container_id
+        self.stub_id = str(spec.init["stub_id"])
+        self._init = dict(spec.init)
+        self._env = spec.env
+        self._on_done = spec.on_done
+        self._on_exit = spec.on_exit
         self.state = ProcessState.STARTING
         self.current: Attempt | None = None
         self.kill_reason: KillReason | None = None

@@ -21,6 +21,7 @@ from conveyor.server.agent.handle import (
     DoneHandler,
     KillReason,
     ProcessHandle,
+    ProcessSpec,
     ProcessState,
     Spawn,
 )
@@ -145,19 +146,15 @@ class Supervisor:
 
     async def _start_process(self, runtime: StubRuntime, container: Container) -> bool:
         assert runtime.code_root is not None
-        process = self._spawn(
-            container_id=container.id,
-            init={
-                "config": runtime.config.to_dict(),
-                "code_root": str(runtime.code_root),
-                "stub_id": runtime.stub.id,
-                "stub_type": runtime.stub.type,
-                "container_id": container.id,
-            },
-            env=dict(runtime.config.env),
-            on_done=self._on_done,
-            on_exit=self.on_exit,
-        )
+        init = {
+            "config": runtime.config.to_dict(),
+            "code_root": str(runtime.code_root),
+            "stub_id": runtime.stub.id,
+            "stub_type": runtime.stub.type,
+            "container_id": container.id,
+        }
+        env = dict(runtime.config.env)
+        process = self._spawn(ProcessSpec(container.id, init, env, self._on_done, self.on_exit))
         container.processes.append(process)
         ok = await process.start()
         if ok and container.stopping:  # the container was stopped while this one started
