@@ -40,7 +40,6 @@ class RunnerProcess:
         self.current: Attempt | None = None
         self.kill_reason: KillReason | None = None
         self.proc: asyncio.subprocess.Process | None = None
-        self.idle_since = time.time()
         self.init_error: dict[str, Any] | None = None
         #: The process said ``ready`` (it may be busy or dead since).
         self.ready = False
@@ -177,7 +176,6 @@ class RunnerProcess:
         if op == "ready":
             self.ready = True
             self.state = ProcessState.IDLE
-            self.idle_since = time.time()
             self._ready.set()
         elif op == "init_failed":
             self.init_error = message.get("error")
@@ -194,5 +192,4 @@ class RunnerProcess:
             # (a graceful stop lets the running task finish, and its result counts)
             self.current = None
             self.state = ProcessState.IDLE
-            self.idle_since = time.time()
             await self._on_done(self, current, message)
