@@ -30,6 +30,11 @@ task_app = typer.Typer(
 )
 
 
+TaskIdsArg = Annotated[
+    list[str], typer.Argument(help="Task ids, or - to read them from stdin.", metavar="ID")
+]
+
+
 class TaskFormat(StrEnum):
     panel = "panel"
     json = "json"
@@ -172,9 +177,7 @@ def task_get(
 
 @task_app.command("stop")
 def task_stop(
-    task_ids: Annotated[
-        list[str], typer.Argument(help="Task ids, or - to read them from stdin.", metavar="ID")
-    ],
+    task_ids: TaskIdsArg,
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -197,9 +200,7 @@ def task_stop(
 
 @task_app.command("wait")
 def task_wait(
-    task_ids: Annotated[
-        list[str], typer.Argument(help="Task ids, or - to read them from stdin.", metavar="ID")
-    ],
+    task_ids: TaskIdsArg,
     timeout: TimeoutOpt = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
