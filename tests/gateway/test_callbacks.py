@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from conveyor.server.callbacks import CallbackSender
+from conveyor.server.callbacks import CallbackSender, CallbackSettings
 from conveyor.server.gateway.app import create_app
 from conveyor.server.store.base import Store
 from tests.gateway.conftest import Tenant, deploy, finish, start
@@ -122,7 +122,7 @@ async def test_failed_delivery_is_retried_with_backoff(
 ) -> None:
     await completed_task(http, store, alice, receiver.url)
     receiver.answers = [500, 503]
-    sender = CallbackSender(store, backoff_base_s=10)
+    sender = CallbackSender(store, CallbackSettings(backoff_base_s=10))
     now = time.time()
     try:
         assert await sender.run_once(now) == 1  # 500
@@ -142,7 +142,7 @@ async def test_gives_up_after_max_attempts(
 ) -> None:
     await completed_task(http, store, alice, receiver.url)
     receiver.answers = [500] * 10
-    sender = CallbackSender(store, backoff_base_s=1, backoff_cap_s=1)
+    sender = CallbackSender(store, CallbackSettings(backoff_base_s=1, backoff_cap_s=1))
     now = time.time()
     try:
         tried = [await sender.run_once(now + 2 * step) for step in range(8)]
@@ -156,7 +156,7 @@ async def test_unreachable_receiver_counts_as_a_failed_attempt(
     http: httpx.AsyncClient, store: Store, alice: Tenant
 ) -> None:
     await completed_task(http, store, alice, "http://127.0.0.1:9/closed")
-    sender = CallbackSender(store, backoff_base_s=1, http_timeout_s=2)
+    sender = CallbackSender(store, CallbackSettings(backoff_base_s=1, http_timeout_s=2))
     now = time.time()
     try:
         assert await sender.run_once(now) == 1
@@ -180,7 +180,7 @@ async def test_a_burst_of_callbacks_goes_out_a_few_at_a_time(
         )
     for _ in range(20):
         await finish(store, await start(store, stub), result="{}")
-    sender = CallbackSender(store, max_concurrent=4)
+    sender = CallbackSender(store, CallbackSettings(max_concurrent=4))
     try:
         assert await sender.run_once() == 20
     finally:
@@ -192,7 +192,7 @@ async def test_a_burst_of_callbacks_goes_out_a_few_at_a_time(
 async def test_run_loop_is_woken_by_terminal_events(
     http: httpx.AsyncClient, store: Store, alice: Tenant, receiver: Receiver
 ) -> None:
-    sender = CallbackSender(store, tick_s=60)
+    sender = CallbackSender(store, CallbackSettings(tick_s=60))
     stop = asyncio.Event()
     loop = asyncio.create_task(sender.run(stop))
     try:

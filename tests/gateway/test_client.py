@@ -161,6 +161,8 @@ def test_settings_from_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     env = {"CONVEYOR_URL": "http://env:2", "CONVEYOR_TOKEN": "env-token"}
     assert load_settings(env, config) == ("http://env:2", "env-token")
     assert load_settings({"CONVEYOR_TOKEN": "env-token"}, config) == ("http://file:1", "env-token")
+    given = load_settings(env, config, url="http://flag:3", token=None)
+    assert given == ("http://flag:3", "env-token")  # a flag beats the variable, key by key
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("CONVEYOR_URL", raising=False)
     monkeypatch.delenv("CONVEYOR_TOKEN", raising=False)

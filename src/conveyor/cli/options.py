@@ -1,23 +1,82 @@
-"""The gateway's settings on the command line, shared by ``conveyor serve`` and ``server``.
+"""The options the commands share, and the one place they become settings.
 
-Each ``GatewaySettings`` field has one flag and one ``CONVEYOR_*`` variable, both named after
-the field (``max_body_bytes``: ``--max-body-bytes``, ``CONVEYOR_MAX_BODY_BYTES``); what is not
-given keeps the ``GatewaySettings`` default. :func:`gateway_settings` is the one place that
-turns them into settings. The gateway package (FastAPI) is imported only when settings are
-built: the client commands start faster without it.
+Every option has a ``CONVEYOR_*`` variable: a flag beats its variable, which beats the
+default. The server commands' options become one settings object per process
+(:func:`serve_settings`, :func:`server_settings`, :func:`worker_settings`); the client
+commands' ``--url``/``--token`` go through ``load_settings`` (:func:`client`).
+
+Each ``GatewaySettings`` field has one flag and one variable, both named after the field
+(``max_body_bytes``: ``--max-body-bytes``, ``CONVEYOR_MAX_BODY_BYTES``); what is not given
+keeps the ``GatewaySettings`` default. The gateway and agent packages (FastAPI) are imported
+only when settings are built: the client commands start faster without them.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 import typer
 
+from conveyor.sdk.client import DEFAULT_URL, ENV_TOKEN, ENV_URL, Client, load_settings
+from conveyor.server.settings import ServerSettings, ServeSettings, WorkerSettings
+
 if TYPE_CHECKING:
     from conveyor.server.gateway.settings import GatewaySettings
 
 T = TypeVar("T")
+
+
+class ListFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+StoreOpt = Annotated[
+    str,
+    typer.Option(
+        "--store", envvar="CONVEYOR_STORE", help="Store URL: sqlite:///path or postgresql://…"
+    ),
+]
+HostOpt = Annotated[
+    str, typer.Option("--host", envvar="CONVEYOR_HOST", help="Address to listen on.")
+]
+PortOpt = Annotated[int, typer.Option("--port", envvar="CONVEYOR_PORT", help="Port to listen on.")]
+CpusOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--cpus",
+        envvar="CONVEYOR_CPUS",
+        min=0.01,
+        help="CPUs to reserve for containers (each reserves its queue's cpu). Default: no limit.",
+    ),
+]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar=ENV_URL,
+        help=f"Gateway URL; else url in ~/.conveyor/config.toml, else {DEFAULT_URL}.",
+        show_default=False,
+    ),
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar=ENV_TOKEN,
+        help="API token; else token in ~/.conveyor/config.toml.",
+        show_default=False,
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0, help="Give up after this many seconds (exit code 2)."),
+]
+ListFormatOpt = Annotated[
+    ListFormat, typer.Option("--format", help="A table, or the API's JSON list.")
+]
 
 
 def _option(field: str, help: str, **checks: Any) -> Any:
@@ -100,3 +159,40 @@ def gateway_settings(
         retry_after_s=_given(retry_after_s, default.retry_after_s),
         sse_ping_s=_given(sse_ping_s, default.sse_ping_s),
     )
+
+
+def serve_settings(
+    targets: list[str], *, store: str, host: str, port: int, token: str | None,
+    gateway: GatewaySettings,
+) -> ServeSettings:
+    """``conveyor serve``: its agent keeps code beside the store, as the token is."""
+    from conveyor.server.agent.settings import AgentSettings
+    from conveyor.server.callbacks import CallbackSettings
+    from conveyor.server.settings import sqlite_folder
+
+    return ServeSettings(
+        targets=tuple(targets), store=store, host=host, port=port, token=token,
+        gateway=gateway, agent=AgentSettings(code_cache=sqlite_folder(store) / "code"),
+        callbacks=CallbackSettings(),
+    )
+
+
+def server_settings(
+    *, store: str, host: str, port: int, gateway: GatewaySettings
+) -> ServerSettings:
+    from conveyor.server.callbacks import CallbackSettings
+
+    return ServerSettings(
+        store=store, host=host, port=port, gateway=gateway, callbacks=CallbackSettings()
+    )
+
+
+def worker_settings(*, store: str, cpus: float | None) -> WorkerSettings:
+    from conveyor.server.agent.settings import AgentSettings
+
+    return WorkerSettings(store=store, agent=AgentSettings(cpu_capacity=cpus))
+
+
+def connect(url: str | None, token: str | None) -> Client:
+    """The flags (or their variables) first, then ~/.conveyor/config.toml, then the default."""
+    return Client(*load_settings(url=url, token=token))

@@ -48,11 +48,16 @@ def config_path() -> Path:
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, path: Path | None = None
+    environ: Mapping[str, str] | None = None,
+    path: Path | None = None,
+    *,
+    url: str | None = None,
+    token: str | None = None,
 ) -> tuple[str, str]:
-    """``(url, token)`` from CONVEYOR_URL / CONVEYOR_TOKEN, else ``~/.conveyor/config.toml``
-    (``url = "…"``, ``token = "…"``), else ``DEFAULT_URL``; environment values win key by
-    key. No token anywhere is ``NotConfigured``."""
+    """``(url, token)``: each the one given (a ``conveyor`` flag), else CONVEYOR_URL /
+    CONVEYOR_TOKEN, else ``~/.conveyor/config.toml`` (``url = "…"``, ``token = "…"``), else
+    ``DEFAULT_URL``, key by key. No token anywhere is ``NotConfigured``. The one place both
+    ``Client.from_env`` and the command line decide where the gateway is."""
     environ = os.environ if environ is None else environ
     path = config_path() if path is None else path
     file_values: dict[str, Any] = {}
@@ -61,8 +66,8 @@ def load_settings(
             file_values = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
             raise NotConfigured(f"cannot read {path}: {exc}") from None
-    url = environ.get(ENV_URL) or file_values.get("url") or DEFAULT_URL
-    token = environ.get(ENV_TOKEN) or file_values.get("token")
+    url = url or environ.get(ENV_URL) or file_values.get("url") or DEFAULT_URL
+    token = token or environ.get(ENV_TOKEN) or file_values.get("token")
     if not isinstance(url, str):
         raise NotConfigured(f"url in {path} must be a string")
     if not isinstance(token, str) or not token:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -40,34 +41,38 @@ def backoff_s(attempts: int, base_s: float, cap_s: float) -> float:
     return float(min(cap_s, base_s * 2 ** max(0, attempts - 1)))
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackSettings:
+    #: Deliveries tried per callback before it is given up.
+    max_attempts: int = 5
+    #: Retry delays: ``backoff_base_s``, doubling, at most ``backoff_cap_s``.
+    backoff_base_s: float = 2.0
+    backoff_cap_s: float = 300.0
+    #: Callbacks claimed per step, and how long a claim holds before another sender may retry.
+    batch: int = 32
+    lease_s: float = 60.0
+    http_timeout_s: float = 10.0
+    #: A claimed batch takes turns on this many slots: ``batch / max_concurrent`` rounds of at
+    #: most ``http_timeout_s`` each must fit in ``lease_s`` (32 / 8 × 10 s = 40 s < 60 s).
+    max_concurrent: int = 8
+    #: Due retries are looked for this often even when no task ends.
+    tick_s: float = 5.0
+
+
 class CallbackSender:
     """Delivers due callbacks. ``run_once(now)`` is one step; ``run(stop)`` loops."""
 
     def __init__(
         self,
         store: Store,
+        settings: CallbackSettings | None = None,
         *,
-        max_attempts: int = 5,
-        backoff_base_s: float = 2.0,
-        backoff_cap_s: float = 300.0,
-        batch: int = 32,
-        lease_s: float = 60.0,
-        http_timeout_s: float = 10.0,
-        max_concurrent: int = 8,
-        tick_s: float = 5.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
         self.store = store
-        self.max_attempts = max_attempts
-        self.backoff_base_s = backoff_base_s
-        self.backoff_cap_s = backoff_cap_s
-        self.batch = batch
-        self.lease_s = lease_s
-        self.tick_s = tick_s
-        #: A claimed batch takes turns on these: ``batch / max_concurrent`` rounds of at most
-        #: ``http_timeout_s`` each must fit in ``lease_s`` (32 / 8 × 10 s = 40 s < 60 s).
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._client = client or httpx.AsyncClient(timeout=http_timeout_s)
+        self.settings = settings = settings or CallbackSettings()
+        self._slots = asyncio.Semaphore(settings.max_concurrent)
+        self._client = client or httpx.AsyncClient(timeout=settings.http_timeout_s)
         self._owns_client = client is None
 
     async def aclose(self) -> None:
@@ -77,7 +82,7 @@ class CallbackSender:
     async def run_once(self, now: float | None = None) -> int:
         """Claim due callbacks and try each once (concurrently). Returns how many were tried."""
         now = clock.now() if now is None else now
-        claimed = await self.store.claim_callbacks(self.batch, self.lease_s, now)
+        claimed = await self.store.claim_callbacks(self.settings.batch, self.settings.lease_s, now)
         await asyncio.gather(*(self._deliver(callback, now) for callback in claimed))
         return len(claimed)
 
@@ -89,7 +94,7 @@ class CallbackSender:
         try:
             while not stop.is_set():
                 try:
-                    while await self.run_once() >= self.batch and not stop.is_set():
+                    while await self.run_once() >= self.settings.batch and not stop.is_set():
                         pass
                 except StoreError as exc:
                     log.warning("callback delivery step failed: %s", exc)
@@ -101,7 +106,7 @@ class CallbackSender:
     async def _wait_for_work(self, subscription: Subscription, stopped: asyncio.Task[Any]) -> None:
         """Return when a task reaches a terminal status, after ``tick_s``, or on stop."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.tick_s
+        deadline = loop.time() + self.settings.tick_s
         while (remaining := deadline - loop.time()) > 0:
             getter = asyncio.ensure_future(subscription.get(remaining))
             waiters: set[asyncio.Future[Any]] = {getter, stopped}
@@ -127,9 +132,10 @@ class CallbackSender:
         if error is None:
             await self.store.callback_delivered(callback.id, now)
             return
-        give_up = callback.attempts >= self.max_attempts
+        s = self.settings
+        give_up = callback.attempts >= s.max_attempts
         retry_at = None if give_up else now + backoff_s(
-            callback.attempts, self.backoff_base_s, self.backoff_cap_s
+            callback.attempts, s.backoff_base_s, s.backoff_cap_s
         )
         log.info(
             "callback for task %s to %s failed (attempt %d): %s%s",

@@ -10,10 +10,9 @@ import secrets
 import signal
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
@@ -21,10 +20,15 @@ from fastapi import FastAPI
 from conveyor.errors import PartEnded, StartupError, StoreError
 from conveyor.sdk.loader import load_target
 from conveyor.server.agent.agent import Agent
-from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.console import watch_routes
 from conveyor.server.gateway.app import create_app
-from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.settings import (
+    ServerSettings,
+    ServeSettings,
+    WorkerSettings,
+    shown_store,
+    sqlite_folder,
+)
 from conveyor.server.store import open_store
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import Stub
@@ -45,13 +49,6 @@ class ServeInfo:
     url: str
     token: str
     queues: Sequence[ServedQueue]
-
-
-def sqlite_folder(store_url: str) -> Path:
-    """The folder that holds an SQLite store (its token file and code cache live beside it)."""
-    if store_url.startswith("sqlite:///"):
-        return Path(store_url.removeprefix("sqlite:///")).parent
-    return Path(".conveyor")
 
 
 async def ensure_token(store: Store, workspace_id: str, token: str | None, keep: Path) -> str:
@@ -86,15 +83,6 @@ async def register_targets(
         )
         served.append(ServedQueue(stub, target.example_body()))
     return served
-
-
-def shown_store(url: str) -> str:
-    """``url`` for messages: any password in it masked."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user_info, _, place = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user_info.partition(':')[0]}:***@{place}").geturl()
 
 
 @contextlib.asynccontextmanager
@@ -188,13 +176,8 @@ def _uvicorn(app: FastAPI, host: str, port: int) -> _Server:
 
 
 async def serve(
-    specs: Sequence[str],
+    settings: ServeSettings,
     *,
-    store_url: str,
-    host: str,
-    port: int,
-    token: str | None,
-    settings: GatewaySettings | None = None,
     on_ready: Callable[[ServeInfo], Awaitable[None] | None] | None = None,
     on_notice: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
@@ -203,18 +186,17 @@ async def serve(
     given targets and every deployed version; ``on_notice`` hears which version each
     unversioned route uses, at start and when that changes."""
     stop = stop or asyncio.Event()
-    async with _opened(store_url, stop) as store:
+    host, port = settings.host, settings.port
+    async with _opened(settings.store, stop) as store:
         workspace = await store.ensure_workspace(DEFAULT_WORKSPACE)
-        folder = sqlite_folder(store_url)
-        token = await ensure_token(store, workspace.id, token, folder / "token")
-        served = await register_targets(store, workspace.id, specs)
-        agent = Agent(
-            store,
-            AgentSettings(
-                stub_ids=frozenset(q.stub.id for q in served), code_cache=folder / "code"
-            ),
+        keep = sqlite_folder(settings.store) / "token"
+        token = await ensure_token(store, workspace.id, settings.token, keep)
+        served = await register_targets(store, workspace.id, settings.targets)
+        own = frozenset(q.stub.id for q in served)  # known only once registered
+        agent = Agent(store, replace(settings.agent, stub_ids=settings.agent.stub_ids | own))
+        app = create_app(
+            store, settings.gateway, deliver_callbacks=True, callbacks=settings.callbacks
         )
-        app = create_app(store, settings, deliver_callbacks=True)
         server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
@@ -235,28 +217,21 @@ async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
     await job
 
 
-async def run_server(
-    *,
-    store_url: str,
-    host: str,
-    port: int,
-    settings: GatewaySettings | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
+async def run_server(settings: ServerSettings, *, stop: asyncio.Event | None = None) -> None:
     """Gateway (and callback sender) only: for production, any store URL."""
     stop = stop or asyncio.Event()
-    async with _opened(store_url, stop) as store:
-        app = create_app(store, settings, deliver_callbacks=True)
-        await _run_together(stop, _uvicorn(app, host, port))
+    async with _opened(settings.store, stop) as store:
+        app = create_app(
+            store, settings.gateway, deliver_callbacks=True, callbacks=settings.callbacks
+        )
+        await _run_together(stop, _uvicorn(app, settings.host, settings.port))
 
 
-async def run_worker(
-    *, store_url: str, settings: AgentSettings | None = None, stop: asyncio.Event | None = None
-) -> None:
+async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = None) -> None:
     """An agent on this machine for every deployed stub of the store."""
     stop = stop or asyncio.Event()
-    async with _opened(store_url, stop) as store:
-        await Agent(store, settings).run(stop)
+    async with _opened(settings.store, stop) as store:
+        await Agent(store, settings.agent).run(stop)
 
 
 async def _run_together(

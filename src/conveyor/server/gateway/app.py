@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
-from conveyor.server.callbacks import CallbackSender
+from conveyor.server.callbacks import CallbackSender, CallbackSettings
 from conveyor.server.dashboard.routes import routes as dashboard_routes
 from conveyor.server.gateway import deploy, downloads, health, queues, sse, task_routes
 from conveyor.server.gateway.agents import AgentDirectory
@@ -67,8 +67,10 @@ _INVOKE_AUTH: dict[str, Any] = {"security": [{"bearer": []}, {"basic": []}]}
 
 
 @asynccontextmanager
-async def _delivering_callbacks(store: Store) -> AsyncIterator[None]:
-    sender = CallbackSender(store)
+async def _delivering_callbacks(
+    store: Store, settings: CallbackSettings | None
+) -> AsyncIterator[None]:
+    sender = CallbackSender(store, settings)
     stop = asyncio.Event()
     loop = asyncio.create_task(sender.run(stop))
     try:
@@ -119,6 +121,7 @@ def create_app(
     *,
     manage_store: bool = False,
     deliver_callbacks: bool = False,
+    callbacks: CallbackSettings | None = None,
 ) -> FastAPI:
     """The gateway app over ``store``.
 
@@ -128,7 +131,8 @@ def create_app(
         The app's lifespan opens and closes the store, inside the server's event loop;
         otherwise the caller passes an opened store and closes it.
     deliver_callbacks
-        The app's lifespan also runs a ``CallbackSender`` (safe in several processes).
+        The app's lifespan also runs a ``CallbackSender`` (safe in several processes), with
+        the ``callbacks`` settings.
     """
     settings = settings or GatewaySettings()
 
@@ -139,7 +143,7 @@ def create_app(
                 await store.open()
                 stack.push_async_callback(store.close)
             if deliver_callbacks:
-                await stack.enter_async_context(_delivering_callbacks(store))
+                await stack.enter_async_context(_delivering_callbacks(store, callbacks))
             yield
 
     app = GatewayApp(

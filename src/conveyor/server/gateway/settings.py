@@ -1,7 +1,9 @@
 """Gateway settings: one frozen object, built by the caller (CLI flags, tests).
 
-The command line fills it in one place, ``conveyor.cli.options``. The key of signed output
-links is not a setting: it lives in the store, shared by every gateway on it.
+It is the ``gateway`` part of the ``serve`` and ``server`` process settings
+(``conveyor.server.settings``); the command line fills it in one place,
+``conveyor.cli.options``. The key of signed output links is not a setting: it lives in the
+store, shared by every gateway on it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,104 @@
+"""``conveyor token``, ``workspace`` and ``signing-key``: straight on the store, no gateway."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from conveyor.cli.options import StoreOpt
+from conveyor.cli.report import out, run
+from conveyor.server.settings import DEFAULT_STORE
+
+token_app = typer.Typer(
+    help="Manage API tokens.\n\nExample: conveyor token create --workspace acme",
+    no_args_is_help=True,
+)
+workspace_app = typer.Typer(
+    help="Manage workspaces.\n\nExample: conveyor workspace create acme", no_args_is_help=True
+)
+signing_key_app = typer.Typer(
+    help="Manage the key that signs output links.\n\nExample: conveyor signing-key rotate",
+    no_args_is_help=True,
+)
+
+
+async def _create_token(store_url: str, workspace: str) -> str:
+    from conveyor.server.store import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        ws = await store.ensure_workspace(workspace)
+        return await store.create_token(ws.id)
+    finally:
+        await store.close()
+
+
+@token_app.command("create")
+def token_create(
+    workspace: Annotated[
+        str | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Workspace name (created if needed); default: the one `conveyor serve` uses.",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Create a token for a workspace; the token is the last line printed.
+
+    Example: conveyor token create --workspace acme
+    """
+    from conveyor.server.run import DEFAULT_WORKSPACE
+
+    workspace = workspace or DEFAULT_WORKSPACE
+    token = run(_create_token(store, workspace))
+    out.print(f"token for workspace {workspace}:", highlight=False)
+    print(token)
+
+
+@workspace_app.command("create")
+def workspace_create(
+    name: Annotated[str, typer.Argument(help="Workspace name.")],
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Create a workspace (and a first token for it).
+
+    Example: conveyor workspace create acme
+    """
+    token = run(_create_token(store, name))
+    out.print(f"workspace {name} ready; token:", highlight=False)
+    print(token)
+
+
+async def _rotate_signing_key(store_url: str) -> None:
+    from conveyor.server.store import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        await store.rotate_server_key()
+    finally:
+        await store.close()
+
+
+@signing_key_app.command("rotate")
+def signing_key_rotate(store: StoreOpt = DEFAULT_STORE) -> None:
+    """Make a new key for signed output links, kept in the store.
+
+    New links are signed with it; links signed with the previous key work until they expire.
+
+    Running gateways pick it up within a few seconds, without a restart.
+
+    Only one previous key is kept: rotating twice within a link's lifetime ends the older links.
+
+    Example: conveyor signing-key rotate --store postgresql://postgres@db/conveyor
+    """
+    run(_rotate_signing_key(store))
+    out.print(
+        "new signing key in the store; links signed with the previous key work until they expire",
+        highlight=False,
+    )

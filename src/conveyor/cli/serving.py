@@ -1,0 +1,159 @@
+"""``conveyor serve``, ``server`` and ``worker``: build the process's settings, then run it.
+
+The gateway, agent and store modules are imported when a command runs, not before: the
+client commands start several times faster without them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Annotated
+
+import orjson
+import typer
+
+from conveyor.cli import render
+from conveyor.cli.options import (
+    CpusOpt,
+    HostOpt,
+    MaxBodyBytesOpt,
+    OutputUrlTtlOpt,
+    PortOpt,
+    PublicUrlOpt,
+    RetryAfterOpt,
+    SsePingOpt,
+    StoreOpt,
+    gateway_settings,
+    serve_settings,
+    server_settings,
+    worker_settings,
+)
+from conveyor.cli.report import err, out, run
+from conveyor.server.settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORE, settings_lines
+
+if TYPE_CHECKING:
+    from conveyor.server.run import ServeInfo
+    from conveyor.server.settings import ServerSettings, ServeSettings, WorkerSettings
+
+
+def _start(verbose: bool, settings: ServeSettings | ServerSettings | WorkerSettings) -> None:
+    """Logging for ``-v``, which also shows the settings in effect (secrets masked)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    if verbose:
+        for line in settings_lines(settings):
+            err.print(f"setting {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _ready(info: ServeInfo) -> None:
+    out.print(f"[bold green]conveyor[/bold green] serving on [bold]{info.url}[/bold]")
+    for queue in info.queues:
+        stub = queue.stub
+        out.print(f"  queue [cyan]{stub.name}[/cyan] v{stub.version}  stub {stub.id}")
+    out.print(f"  token  {info.token}")
+    if info.queues:
+        first = info.queues[0]
+        queue_url = f"{info.url}/taskqueue/{first.stub.name}"
+        body = orjson.dumps(first.example_body).decode()
+        out.print("  try:", highlight=False)
+        out.print(
+            "    " + render.curl_line(queue_url, info.token, body),
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )
+    out.print("  Ctrl-C stops.", highlight=False)
+
+
+def serve_cmd(
+    targets: Annotated[
+        list[str], typer.Argument(help="Task queues as FILE:FUNC.", metavar="FILE:FUNC...")
+    ],
+    store: StoreOpt = DEFAULT_STORE,
+    host: HostOpt = DEFAULT_HOST,
+    port: PortOpt = DEFAULT_PORT,
+    token: Annotated[
+        str | None,
+        typer.Option("--token", envvar="CONVEYOR_TOKEN", help="Fix the default workspace's token."),
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log containers and tasks.")
+    ] = False,
+    max_body_bytes: MaxBodyBytesOpt = None,
+    public_url: PublicUrlOpt = None,
+    output_url_ttl_s: OutputUrlTtlOpt = None,
+    retry_after_s: RetryAfterOpt = None,
+    sse_ping_s: SsePingOpt = None,
+) -> None:
+    """Run the gateway, an agent and the embedded store in one process (development).
+
+    Example: conveyor serve examples/app.py:square
+    """
+    gateway = gateway_settings(
+        max_body_bytes=max_body_bytes,
+        public_url=public_url,
+        output_url_ttl_s=output_url_ttl_s,
+        retry_after_s=retry_after_s,
+        sse_ping_s=sse_ping_s,
+    )
+    settings = serve_settings(
+        targets, store=store, host=host, port=port, token=token, gateway=gateway
+    )
+    _start(verbose, settings)
+    from conveyor.server.run import serve
+
+    def notice(line: str) -> None:
+        out.print(line, highlight=False, markup=False)
+
+    run(serve(settings, on_ready=_ready, on_notice=notice))
+
+
+def server_cmd(
+    store: StoreOpt = DEFAULT_STORE,
+    host: HostOpt = DEFAULT_HOST,
+    port: PortOpt = DEFAULT_PORT,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    max_body_bytes: MaxBodyBytesOpt = None,
+    public_url: PublicUrlOpt = None,
+    output_url_ttl_s: OutputUrlTtlOpt = None,
+    retry_after_s: RetryAfterOpt = None,
+    sse_ping_s: SsePingOpt = None,
+) -> None:
+    """Run a gateway only (production): any number of them can share one store.
+
+    Gateways on one store share the key of signed output links (see conveyor signing-key).
+
+    Example: conveyor server --store postgresql://postgres@db/conveyor --public-url https://q.example
+    """
+    gateway = gateway_settings(
+        max_body_bytes=max_body_bytes,
+        public_url=public_url,
+        output_url_ttl_s=output_url_ttl_s,
+        retry_after_s=retry_after_s,
+        sse_ping_s=sse_ping_s,
+    )
+    settings = server_settings(store=store, host=host, port=port, gateway=gateway)
+    _start(verbose, settings)
+    out.print(f"conveyor gateway on http://{host}:{port} (store {store.split('@')[-1]})")
+    from conveyor.server.run import run_server
+
+    run(run_server(settings))
+
+
+def worker_cmd(
+    store: StoreOpt = DEFAULT_STORE,
+    cpus: CpusOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run an agent on this machine for every deployed queue of the store.
+
+    Example: conveyor worker --store postgresql://postgres@db/conveyor --cpus 8
+    """
+    settings = worker_settings(store=store, cpus=cpus)
+    _start(verbose, settings)
+    out.print(f"conveyor worker (store {store.split('@')[-1]}); SIGTERM drains")
+    from conveyor.server.run import run_worker
+
+    run(run_worker(settings))
