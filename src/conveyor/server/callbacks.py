@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -38,6 +39,20 @@ def signature(secret: str, body: bytes, timestamp: int) -> str:
 def backoff_s(attempts: int, base_s: float, cap_s: float) -> float:
     """Delay before the next delivery after ``attempts`` tries: base, 2·base, 4·base, …"""
     return float(min(cap_s, base_s * 2 ** max(0, attempts - 1)))
+
+
+@contextlib.asynccontextmanager
+async def delivering(store: Store) -> AsyncIterator[None]:
+    """A ``CallbackSender`` running until the block ends (safe in several processes)."""
+    sender = CallbackSender(store)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(sender.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await loop
+        await sender.aclose()
 
 
 class CallbackSender:

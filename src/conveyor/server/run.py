@@ -21,8 +21,9 @@ from fastapi import FastAPI
 from conveyor.errors import PartEnded, StartupError, StoreError
 from conveyor.sdk.loader import load_target
 from conveyor.server.agent.agent import Agent, AgentSettings
+from conveyor.server.app import server_app
+from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
-from conveyor.server.gateway.app import create_app
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.store import open_store
 from conveyor.server.store.base import Store
@@ -213,7 +214,7 @@ async def serve(
                 stub_ids=frozenset(q.stub.id for q in served), code_cache=folder / "code"
             ),
         )
-        app = create_app(store, settings, deliver_callbacks=True)
+        app = server_app(store, settings)
         server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
@@ -226,7 +227,8 @@ async def serve(
             await _announce(on_ready, host, port, token, served)
             announced.set()
 
-        await _run_together(stop, server, *jobs, on_started=started)
+        async with delivering(store):  # stopped after the gateway, as the store is
+            await _run_together(stop, server, *jobs, on_started=started)
 
 
 async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
@@ -244,9 +246,8 @@ async def run_server(
 ) -> None:
     """Gateway (and callback sender) only: for production, any store URL."""
     stop = stop or asyncio.Event()
-    async with _opened(store_url, stop) as store:
-        app = create_app(store, settings, deliver_callbacks=True)
-        await _run_together(stop, _uvicorn(app, host, port))
+    async with _opened(store_url, stop) as store, delivering(store):
+        await _run_together(stop, _uvicorn(server_app(store, settings), host, port))
 
 
 async def run_worker(
