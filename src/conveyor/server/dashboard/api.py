@@ -26,10 +26,8 @@ async def task_page(
 ) -> dict[str, Any]:
     """``GET /v2/task/?status=&queue=&limit=PAGE_SIZE&cursor=``; raises its ``BadRequest``."""
     state = gateway_state(request)
-    return await answers.task_page(
-        state, state.base_url(request), workspace, status=status, queue=queue,
-        limit=str(PAGE_SIZE), cursor=cursor,
-    )
+    query = answers.TaskQuery(status=status, queue=queue, limit=str(PAGE_SIZE), cursor=cursor)
+    return await answers.task_page(state, state.base_url(request), workspace, query)
 
 
 async def task(request: Request, workspace: Workspace, task_id: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ validation, same JSON), so neither calls the other's handlers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.clock import now, parse_iso
@@ -17,6 +18,21 @@ from conveyor.server.store.records import TaskFilter, TaskView, Workspace
 from conveyor.tasks import TaskStatus
 
 MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """The query of ``GET /v2/task/``, as sent: strings, checked by ``task_page``. The route
+    takes it as a dependency, so these fields are its documented query parameters."""
+
+    status: str | None = None
+    queue: str | None = None
+    stub_id: str | None = None
+    container_id: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    limit: str | None = None
+    cursor: str | None = None
 
 
 async def render_task(state: GatewayState, base_url: str, view: TaskView) -> dict[str, Any]:
@@ -36,32 +52,21 @@ async def task(
 
 
 async def task_page(
-    state: GatewayState,
-    base_url: str,
-    workspace: Workspace,
-    *,
-    status: str | None = None,
-    queue: str | None = None,
-    stub_id: str | None = None,
-    container_id: str | None = None,
-    created_after: str | None = None,
-    created_before: str | None = None,
-    limit: str | None = None,
-    cursor: str | None = None,
+    state: GatewayState, base_url: str, workspace: Workspace, query: TaskQuery
 ) -> dict[str, Any]:
-    """``GET /v2/task/``, newest first, from the query's strings; a bad value is a
-    ``BadRequest`` that says what was expected."""
+    """``GET /v2/task/``, newest first; a bad value is a ``BadRequest`` that says what was
+    expected."""
     task_filter = TaskFilter(
-        statuses=_statuses(status),
-        queue=queue or None,
-        stub_id=stub_id or None,
-        container_id=container_id or None,
-        created_after=_instant("created_after", created_after),
-        created_before=_instant("created_before", created_before),
+        statuses=_statuses(query.status),
+        queue=query.queue or None,
+        stub_id=query.stub_id or None,
+        container_id=query.container_id or None,
+        created_after=_instant("created_after", query.created_after),
+        created_before=_instant("created_before", query.created_before),
     )
     try:
         views, next_cursor = await state.store.list_tasks(
-            workspace.id, task_filter, _limit(limit), cursor or None
+            workspace.id, task_filter, _limit(query.limit), query.cursor or None
         )
     except ValueError as exc:
         raise BadRequest(f"invalid cursor: {exc}") from None

@@ -23,23 +23,12 @@ async def task_status(request: Request) -> OrjsonResponse:
 
 async def list_tasks(
     request: Request,
-    status: str | None = None,
-    queue: str | None = None,
-    stub_id: str | None = None,
-    container_id: str | None = None,
-    created_after: str | None = None,
-    created_before: str | None = None,
-    limit: str | None = None,
-    cursor: str | None = None,
+    query: answers.TaskQuery = Depends(),  # noqa: B008
     workspace: Workspace = Depends(require_workspace),  # noqa: B008
 ) -> OrjsonResponse:
     """Newest first. Bad filter values are 400s that say what was expected."""
     state = gateway_state(request)
-    page = await answers.task_page(
-        state, state.base_url(request), workspace, status=status, queue=queue,
-        stub_id=stub_id, container_id=container_id, created_after=created_after,
-        created_before=created_before, limit=limit, cursor=cursor,
-    )
+    page = await answers.task_page(state, state.base_url(request), workspace, query)
     return OrjsonResponse(page)
 
 
