@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from conveyor.queue_config import QueueConfig
-from conveyor.server.gateway.app import create_app
+from conveyor.server.app import server_app
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import Outcome, Stub, TaskRecord, Workspace
@@ -80,7 +80,7 @@ def settings() -> GatewaySettings:
 
 @pytest.fixture
 def transport(store: Store, settings: GatewaySettings) -> httpx.ASGITransport:
-    return httpx.ASGITransport(create_app(store, settings))
+    return httpx.ASGITransport(server_app(store, settings))
 
 
 @pytest.fixture

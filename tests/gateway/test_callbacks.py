@@ -16,8 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from conveyor.server.callbacks import CallbackSender, CallbackSettings
-from conveyor.server.gateway.app import create_app
+from conveyor.server.callbacks import CallbackSender, CallbackSettings, delivering
 from conveyor.server.store.base import Store
 from tests.gateway.conftest import Tenant, deploy, finish, start
 
@@ -208,11 +207,10 @@ async def test_run_loop_is_woken_by_terminal_events(
         await sender.aclose()
 
 
-async def test_app_lifespan_can_deliver_callbacks(
+async def test_the_server_delivers_callbacks_beside_the_gateway(
     http: httpx.AsyncClient, store: Store, alice: Tenant, receiver: Receiver
 ) -> None:
-    app = create_app(store, deliver_callbacks=True)
-    async with app.router.lifespan_context(app):
+    async with delivering(store):  # as serve and server run it
         await asyncio.sleep(0.2)
         await completed_task(http, store, alice, receiver.url)
         deadline = time.monotonic() + 10

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from conveyor.server.gateway.app import create_app
+from conveyor.server.app import server_app
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.store.base import Store
 from tests.gateway.conftest import BASE, Tenant, tenant
@@ -27,6 +27,6 @@ async def mallory(store: Store) -> Tenant:
 
 @pytest.fixture
 async def http(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store, GatewaySettings(max_body_bytes=MAX_BODY))
+    app = server_app(store, GatewaySettings(max_body_bytes=MAX_BODY))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client:
         yield client

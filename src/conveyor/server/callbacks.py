@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,22 @@ class CallbackSettings:
     max_concurrent: int = 8
     #: Due retries are looked for this often even when no task ends.
     tick_s: float = 5.0
+
+
+@contextlib.asynccontextmanager
+async def delivering(
+    store: Store, settings: CallbackSettings | None = None
+) -> AsyncIterator[None]:
+    """A ``CallbackSender`` running until the block ends (safe in several processes)."""
+    sender = CallbackSender(store, settings)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(sender.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await loop
+        await sender.aclose()
 
 
 class CallbackSender:

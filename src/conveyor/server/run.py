@@ -20,8 +20,9 @@ from fastapi import FastAPI
 from conveyor.errors import PartEnded, StartupError, StoreError
 from conveyor.sdk.loader import load_target
 from conveyor.server.agent.agent import Agent
+from conveyor.server.app import server_app
+from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
-from conveyor.server.gateway.app import create_app
 from conveyor.server.settings import (
     ServerSettings,
     ServeSettings,
@@ -194,9 +195,7 @@ async def serve(
         served = await register_targets(store, workspace.id, settings.targets)
         own = frozenset(q.stub.id for q in served)  # known only once registered
         agent = Agent(store, replace(settings.agent, stub_ids=settings.agent.stub_ids | own))
-        app = create_app(
-            store, settings.gateway, deliver_callbacks=True, callbacks=settings.callbacks
-        )
+        app = server_app(store, settings.gateway)
         server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
@@ -209,7 +208,8 @@ async def serve(
             await _announce(on_ready, host, port, token, served)
             announced.set()
 
-        await _run_together(stop, server, *jobs, on_started=started)
+        async with delivering(store, settings.callbacks):  # stopped after the gateway
+            await _run_together(stop, server, *jobs, on_started=started)
 
 
 async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
@@ -220,10 +220,8 @@ async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
 async def run_server(settings: ServerSettings, *, stop: asyncio.Event | None = None) -> None:
     """Gateway (and callback sender) only: for production, any store URL."""
     stop = stop or asyncio.Event()
-    async with _opened(settings.store, stop) as store:
-        app = create_app(
-            store, settings.gateway, deliver_callbacks=True, callbacks=settings.callbacks
-        )
+    async with _opened(settings.store, stop) as store, delivering(store, settings.callbacks):
+        app = server_app(store, settings.gateway)
         await _run_together(stop, _uvicorn(app, settings.host, settings.port))
 
 

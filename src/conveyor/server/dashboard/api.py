@@ -1,30 +1,23 @@
-"""The dashboard as a client of the gateway's API: it calls the very handlers the JSON routes
-run (same store queries, same validation, same JSON) and renders what they answer."""
+"""The dashboard's reads: the gateway's answer functions, the very ones the JSON routes call
+(same store queries, same validation, same JSON)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from starlette.requests import Request
-from starlette.responses import Response
 
-from conveyor.server.gateway import queues, task_routes
+from conveyor.server.gateway import answers
+from conveyor.server.gateway.state import gateway_state
 from conveyor.server.store.records import Workspace
 
 #: Tasks per page of the tasks list.
 PAGE_SIZE = 50
 
 
-def _json(response: Response) -> Any:
-    return orjson.loads(bytes(response.body))
-
-
 async def queue_list(request: Request, workspace: Workspace) -> list[dict[str, Any]]:
     """``GET /v2/taskqueue/``'s ``data``."""
-    data = _json(await queues.list_queues(request, workspace))["data"]
-    assert isinstance(data, list)
-    return data
+    return await answers.queue_list(gateway_state(request), workspace)
 
 
 async def task_page(
@@ -32,17 +25,12 @@ async def task_page(
     cursor: str | None,
 ) -> dict[str, Any]:
     """``GET /v2/task/?status=&queue=&limit=PAGE_SIZE&cursor=``; raises its ``BadRequest``."""
-    response = await task_routes.list_tasks(
-        request, status=status, queue=queue, limit=str(PAGE_SIZE), cursor=cursor,
-        workspace=workspace,
-    )
-    page = _json(response)
-    assert isinstance(page, dict)
-    return page
+    state = gateway_state(request)
+    query = answers.TaskQuery(status=status, queue=queue, limit=str(PAGE_SIZE), cursor=cursor)
+    return await answers.task_page(state, state.base_url(request), workspace, query)
 
 
 async def task(request: Request, workspace: Workspace, task_id: str) -> dict[str, Any]:
     """``GET /v2/task/{id}/``; raises its ``NotFound``."""
-    found = _json(await task_routes.get_task(request, task_id, workspace))
-    assert isinstance(found, dict)
-    return found
+    state = gateway_state(request)
+    return await answers.task(state, state.base_url(request), workspace, task_id)

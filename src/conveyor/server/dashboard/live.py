@@ -1,6 +1,6 @@
 """Routes the page scripts call with the sign-in cookie: live statuses and cancel.
 
-Statuses come from the API's own SSE handler (``GET /v2/task/{id}/subscribe``), one stream
+Statuses come from the stream the API's SSE route serves (``GET /v2/task/{id}/subscribe``), one
 per task, merged here into one response: a browser opens at most six HTTP/1.1 connections per
 host, so a page of fifty live rows cannot hold fifty ``EventSource``s. ``EventSource`` cannot
 send an ``Authorization`` header either, which is why these routes take the cookie.
@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from conveyor.errors import NotFound
-from conveyor.server.gateway import sse, task_routes
-from conveyor.server.gateway.responses import error_response
+from conveyor.server.gateway import answers
+from conveyor.server.gateway.bodies import read_object
+from conveyor.server.gateway.responses import OrjsonResponse, error_response
+from conveyor.server.gateway.state import gateway_state
+from conveyor.server.gateway.streams import SSE_HEADERS, task_stream
 from conveyor.server.store.records import Workspace
 
 #: Most tasks one stream follows (a page shows 50).
@@ -29,39 +32,37 @@ END = b"event: end\ndata: {}\n\n"
 #: form cannot send (SameSite=Strict on the cookie is the first guard).
 CSRF_HEADER = "x-conveyor-dashboard"
 
-Chunk = str | bytes | memoryview
-
 
 async def subscribe(request: Request, workspace: Workspace) -> Response:
     """``?ids=a,b,c``: the status frames of those tasks, then ``event: end``."""
     ids = [i for i in dict.fromkeys(request.query_params.get("ids", "").split(",")) if i]
     if not 1 <= len(ids) <= MAX_IDS:
         return error_response(400, f"ids must name 1 to {MAX_IDS} tasks")
+    state = gateway_state(request)
+    base_url = state.base_url(request)
     streams = []
     for task_id in ids:
         with contextlib.suppress(NotFound):
-            streams.append((await sse.subscribe_task(request, task_id, workspace)).body_iterator)
-    return StreamingResponse(
-        _merged(streams),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+            streams.append(await task_stream(state, base_url, workspace, task_id))
+    return StreamingResponse(_merged(streams), media_type="text/event-stream",
+                             headers=SSE_HEADERS)
 
 
 async def cancel(request: Request, workspace: Workspace) -> Response:
-    """The API's cancel handler, behind the cookie and the CSRF header."""
+    """The API's cancel, behind the cookie and the CSRF header."""
     if request.headers.get(CSRF_HEADER) != "1":
         return error_response(403, f"missing header {CSRF_HEADER}: 1")
-    return await task_routes.cancel_tasks(request, workspace)
+    body = await read_object(request)
+    return OrjsonResponse(await answers.cancel(gateway_state(request), workspace, body))
 
 
-async def _merged(streams: list[AsyncIterable[Chunk]]) -> AsyncIterator[bytes]:
+async def _merged(streams: list[AsyncIterator[bytes]]) -> AsyncIterator[bytes]:
     chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
 
-    async def pump(stream: AsyncIterable[Chunk]) -> None:
+    async def pump(stream: AsyncIterator[bytes]) -> None:
         try:
             async for chunk in stream:
-                chunks.put_nowait(chunk.encode() if isinstance(chunk, str) else bytes(chunk))
+                chunks.put_nowait(chunk)
         finally:
             chunks.put_nowait(None)
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
-from conveyor.server.callbacks import CallbackSender, CallbackSettings
-from conveyor.server.dashboard.routes import routes as dashboard_routes
 from conveyor.server.gateway import deploy, downloads, health, queues, sse, task_routes
 from conveyor.server.gateway.agents import AgentDirectory
-from conveyor.server.gateway.body_limit import BodyLimitMiddleware
+from conveyor.server.gateway.dispatch import GatewayApp
 from conveyor.server.gateway.errors import install_error_handlers
-from conveyor.server.gateway.fast_lane import GatewayApp
 from conveyor.server.gateway.invoke import (
     bind,
     enqueue_batch,
@@ -38,7 +35,7 @@ from conveyor.server.gateway.openapi import (
     docs_routes,
     responses,
 )
-from conveyor.server.gateway.plain_route import GatewayRoute, PlainRoute
+from conveyor.server.gateway.plain_route import PlainRoute
 from conveyor.server.gateway.responses import OrjsonResponse
 from conveyor.server.gateway.schemas import (
     CancelOut,
@@ -66,21 +63,6 @@ _AUTHED: dict[str, Any] = {"security": [{"bearer": []}]}
 _INVOKE_AUTH: dict[str, Any] = {"security": [{"bearer": []}, {"basic": []}]}
 
 
-@asynccontextmanager
-async def _delivering_callbacks(
-    store: Store, settings: CallbackSettings | None
-) -> AsyncIterator[None]:
-    sender = CallbackSender(store, settings)
-    stop = asyncio.Event()
-    loop = asyncio.create_task(sender.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await loop
-        await sender.aclose()
-
-
 def _route(
     path: str,
     endpoint: Endpoint,
@@ -96,12 +78,12 @@ def _route(
     media_type: str = "application/json",
     plain: bool = False,
     name: str | None = None,
-) -> GatewayRoute:
+) -> APIRoute:
     """One documented route; ``plain`` serves it as a ``PlainRoute`` (hot paths)."""
     extra: dict[str, Any] = dict(auth or {})
     if body is not None:
         extra["requestBody"] = body
-    return (PlainRoute if plain else GatewayRoute)(
+    return (PlainRoute if plain else APIRoute)(
         path,
         endpoint,
         name=name,
@@ -120,8 +102,7 @@ def create_app(
     settings: GatewaySettings | None = None,
     *,
     manage_store: bool = False,
-    deliver_callbacks: bool = False,
-    callbacks: CallbackSettings | None = None,
+    mounted: Sequence[BaseRoute] = (),
 ) -> FastAPI:
     """The gateway app over ``store``.
 
@@ -130,9 +111,8 @@ def create_app(
     manage_store
         The app's lifespan opens and closes the store, inside the server's event loop;
         otherwise the caller passes an opened store and closes it.
-    deliver_callbacks
-        The app's lifespan also runs a ``CallbackSender`` (safe in several processes), with
-        the ``callbacks`` settings.
+    mounted
+        Routes served after the gateway's own, through the same dispatch (the dashboard's).
     """
     settings = settings or GatewaySettings()
 
@@ -142,8 +122,6 @@ def create_app(
             if manage_store:
                 await store.open()
                 stack.push_async_callback(store.close)
-            if deliver_callbacks:
-                await stack.enter_async_context(_delivering_callbacks(store, callbacks))
             yield
 
     app = GatewayApp(
@@ -151,7 +129,7 @@ def create_app(
         title="Conveyor",
         summary="Task queues over HTTP",
         version="1",
-        routes=routes,
+        routes=[*routes, *mounted],
         lifespan=lifespan,
         redirect_slashes=False,
         docs_url=None,  # /docs is in the route table, with local assets
@@ -165,7 +143,6 @@ def create_app(
         agents=AgentDirectory(store),
     )
     install_error_handlers(app, settings.retry_after_s)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     clean_openapi(app)
     return app
 
@@ -245,5 +222,4 @@ routes: list[BaseRoute] = [
     _route("/metrics", health.metrics, "GET", "Prometheus metrics", None, (), auth=None,
            response_class=Response, media_type=CONTENT_TYPE),
     *docs_routes,
-    *dashboard_routes,  # /dashboard: HTML pages over these same handlers (DESIGN A4)
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope
 
 from conveyor.server.gateway.errors import BodyTooLarge
 from conveyor.server.gateway.responses import error_response
@@ -40,24 +40,6 @@ class BodyLimit:
 
     def _message(self) -> str:
         return f"request body is larger than {self.max_bytes} bytes"
-
-
-class BodyLimitMiddleware:
-    """``BodyLimit`` as ASGI middleware."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.limit = BodyLimit(max_bytes)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        refusal = self.limit.refusal(scope)
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
-        await self.app(scope, self.limit.counted(receive), send)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import Depends, Request
 
-from conveyor.errors import NotFound
+from conveyor.server.gateway import answers
 from conveyor.server.gateway.auth import require_workspace
 from conveyor.server.gateway.responses import OrjsonResponse
 from conveyor.server.gateway.state import gateway_state
-from conveyor.server.gateway.views import queue_json
 from conveyor.server.store.records import Workspace
 
 
@@ -16,10 +15,7 @@ async def list_queues(
     request: Request,
     workspace: Workspace = Depends(require_workspace),  # noqa: B008
 ) -> OrjsonResponse:
-    state = gateway_state(request)
-    summaries = await state.store.queue_summaries(workspace.id)
-    agents = await state.agents.agents()
-    return OrjsonResponse({"data": [queue_json(s, agents) for s in summaries]})
+    return OrjsonResponse({"data": await answers.queue_list(gateway_state(request), workspace)})
 
 
 async def get_queue(
@@ -27,8 +23,4 @@ async def get_queue(
     name: str,
     workspace: Workspace = Depends(require_workspace),  # noqa: B008
 ) -> OrjsonResponse:
-    state = gateway_state(request)
-    summaries = await state.store.queue_summaries(workspace.id, name)
-    if not summaries:
-        raise NotFound(f"unknown queue {name!r}")
-    return OrjsonResponse(queue_json(summaries[0], await state.agents.agents()))
+    return OrjsonResponse(await answers.queue(gateway_state(request), workspace, name))
