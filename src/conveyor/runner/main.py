@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.error_info import ErrorInfo
 from conveyor.policy import is_retryable, qualified_name
 from conveyor.queue_config import QueueConfig
 from conveyor.runner import wire
@@ -99,9 +100,9 @@ def _import_file(root: Path, path: Path) -> ModuleType:
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
-    """``{"type", "message", "traceback"}`` of an exception, from the user's frames on.
+    """The ``ErrorInfo`` of an exception as a frame's ``error``, from the user's frames on.
 
-    Frames up to the last one of this module (the worker's own calls, the event loop an async
+    Frames up to the last one of this module (the runner's own calls, the event loop an async
     handler ran on) say nothing to the user and are left out.
     """
     start: TracebackType | None = exc.__traceback__
@@ -110,11 +111,8 @@ def error_info(exc: BaseException) -> dict[str, str]:
         if tb.tb_frame.f_code.co_filename == __file__:
             start = tb.tb_next
         tb = tb.tb_next
-    return {
-        "type": qualified_name(type(exc)),
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, start)),
-    }
+    formatted = "".join(traceback.format_exception(type(exc), exc, start))
+    return ErrorInfo(qualified_name(type(exc)), str(exc), formatted).to_dict()
 
 
 def _json_default(value: Any) -> Any:
@@ -123,8 +121,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError
 
 
-class Worker:
-    """A loaded handler, ready to run tasks one at a time."""
+class Runner:
+    """What runs in a worker process: a loaded handler, ready to run tasks one at a time."""
 
     def __init__(self, init: Mapping[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
         self._send = send
@@ -265,7 +263,7 @@ class _Inbox:
 
     The main thread marks the time it spends in user code (``enter``/``leave``); the end of
     stdin then ends the process at once, else the main thread returns when it gets to it (an
-    idle worker exits cleanly, and a frame already read, e.g. a bad first frame, is answered).
+    idle process exits cleanly, and a frame already read, e.g. a bad first frame, is answered).
     The two flags are set before each side reads the other's, so one of them always sees it.
     """
 
@@ -320,7 +318,7 @@ def main() -> int:
         return EXIT_PROTOCOL
     inbox.enter()
     try:
-        worker = Worker(first, send)
+        runner = Runner(first, send)
     except BaseException as exc:  # any failure of user code, even SystemExit, is reported
         inbox.leave()  # user code is over: the agent closing the pipe now gets this exit code
         send({"op": "init_failed", "error": error_info(exc)})
@@ -333,7 +331,7 @@ def main() -> int:
             return EXIT_OK
         if message.get("op") == "run":
             inbox.enter()
-            worker.run(message)
+            runner.run(message)
             inbox.leave()
 
 
