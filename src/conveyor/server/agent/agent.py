@@ -25,7 +25,6 @@ import psutil
 
 from conveyor import policy
 from conveyor.errors import ConveyorError, StoreError
-from conveyor.queue_config import QueueConfig
 from conveyor.server.agent.code_cache import code_root
 from conveyor.server.agent.exits import crash_error, describe_exit
 from conveyor.server.agent.process import Attempt, KillReason, WorkerProcess, WorkerState
@@ -145,7 +144,7 @@ class Agent:
 
     def _adopt(self, stub: Stub) -> StubRuntime:
         try:
-            config = QueueConfig.from_json(stub.config)
+            config = stub.queue_config
         except ConveyorError as exc:
             log.error("stub %s has an invalid config: %s", stub.id, exc)
             raise
