@@ -167,13 +167,26 @@ class QueueConfig:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> QueueConfig:
-        try:
-            data = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            raise ConfigError(f"queue config is not JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError("queue config must be a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(_json_object(text))
+
+    @classmethod
+    def stored(cls, name: str, text: str) -> QueueConfig:
+        """The config a stub row named ``name`` holds.
+
+        A deployment stores every key, but the store takes any mapping, so a row may lack
+        ``name`` (then it is the stub's) and ``handler`` (then ``""``: the store never runs it).
+        """
+        return cls.from_dict({"name": name, "handler": "", **_json_object(text)})
+
+
+def _json_object(text: str | bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"queue config is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("queue config must be a JSON object")
+    return data
 
 
 def _number(name: str, value: object) -> None:

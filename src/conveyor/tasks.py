@@ -1,7 +1,8 @@
 """The one task state machine: statuses, the transition table, and the task record.
 
 Every store writes a status only through a guarded transition derived from
-:data:`TRANSITIONS`, so a terminal status can never be overwritten.
+:data:`TRANSITIONS` (the SQL is ``conveyor.server.store.guards``), so a terminal status can
+never be overwritten.
 """
 
 from __future__ import annotations
@@ -90,14 +91,3 @@ def sources_of(dst: TaskStatus) -> frozenset[TaskStatus]:
     """Statuses from which ``dst`` may be reached: the ``WHERE status IN (...)`` guard."""
     return frozenset(src for src, dsts in TRANSITIONS.items() if dst in dsts)
 
-
-def guard_sql(dst: TaskStatus) -> str:
-    """SQL list literal of the statuses allowed to move to ``dst``, e.g. ``('PENDING','RETRY')``.
-
-    Built only from enum values, never from user input, so it is safe to inline.
-    """
-    return "(" + ",".join(f"'{s.value}'" for s in sorted(sources_of(dst))) + ")"
-
-
-def sql_list(statuses: frozenset[TaskStatus]) -> str:
-    return "(" + ",".join(f"'{s.value}'" for s in sorted(statuses)) + ")"

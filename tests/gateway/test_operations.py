@@ -43,7 +43,7 @@ async def test_deployment_route(http: httpx.AsyncClient, store: Store, alice: Te
     assert body["name"] == "thumbs" and body["version"] == 1
     assert body["url"] == "http://gateway.test/taskqueue/thumbs/v1"
     stub = await store.get_stub(body["stub_id"])
-    assert stub is not None and stub.config_dict()["max_retries"] == 1
+    assert stub is not None and stub.queue_config.max_retries == 1
     assert await store.get_object(stub.object_id) == code_bundle()
     second = await http.post("/v2/deployment", files=files, headers=alice.auth)
     assert second.json()["version"] == 2

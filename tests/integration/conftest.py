@@ -67,8 +67,8 @@ class Harness:
 
     async def put(self, stub: Stub, *args: Any, **kwargs: Any) -> str:
         payload = orjson.dumps({"args": list(args), "kwargs": kwargs}).decode()
-        config = stub.config_dict()
-        [task_id] = await self.store.enqueue(stub, [NewTask(payload)], config["max_pending_tasks"])
+        max_pending = stub.queue_config.max_pending_tasks
+        [task_id] = await self.store.enqueue(stub, [NewTask(payload)], max_pending)
         return task_id
 
     async def start_agent(self, stubs: Iterable[Stub], **settings: Any) -> Agent:

@@ -43,7 +43,7 @@ async def test_deploy_makes_next_version_and_resolves(store: Store, ws: Workspac
     other = await store.deploy_stub(ws.id, "r", CONFIG, b"code-1")
     assert (v1.version, v2.version, other.version) == (1, 2, 1)
     assert v1.type == DEPLOYMENT and v1.config_version == 1
-    assert v2.config_dict()["ttl"] == 5
+    assert v2.queue_config.ttl == 5
     assert other.object_id == v1.object_id  # same bytes, one object
     assert await store.get_object(v2.object_id) == b"code-2"
     assert await store.resolve_stub(ws.id, "q") == v2
@@ -67,7 +67,7 @@ async def test_serve_stub_updates_in_place(store: Store, ws: Workspace) -> None:
     assert same == first
     changed = await store.upsert_serve_stub(ws.id, "q", {**CONFIG, "ttl": 9}, b"code")
     assert changed.id == first.id and changed.version == 2
-    assert changed.config_version == 2 and changed.config_dict()["ttl"] == 9
+    assert changed.config_version == 2 and changed.queue_config.ttl == 9
     assert changed.updated_at >= first.updated_at
     new_code = await store.upsert_serve_stub(ws.id, "q", {**CONFIG, "ttl": 9}, b"code v2")
     assert new_code.config_version == 2 and new_code.object_id != first.object_id

@@ -49,6 +49,8 @@ RULES = [
      *IO_MODULES), "the state machine is pure"),
     ("conveyor.policy", ("conveyor.server", "conveyor.sdk", "conveyor.runner", "conveyor.cli",
      *IO_MODULES), "policies are pure functions"),
+    ("conveyor.error_info", ("conveyor.server", "conveyor.sdk", "conveyor.runner", "conveyor.cli",
+     *IO_MODULES), "a task's error is a plain record, made by the runner and the server alike"),
 ]
 
 

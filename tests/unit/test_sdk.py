@@ -21,6 +21,7 @@ from conveyor import (
 )
 from conveyor.queue_config import AutoscalerConfig, QueueConfig
 from conveyor.sdk import outputs
+from conveyor.sdk.options import QueueOptions
 
 
 @pytest.fixture(autouse=True)
@@ -287,3 +288,9 @@ def test_public_names() -> None:
             assert getattr(conveyor, name) is not None
     with pytest.raises(AttributeError):
         conveyor.NoSuchThing  # noqa: B018
+
+
+def test_every_option_is_a_config_field_or_the_decorators_own() -> None:
+    # An option missing from QueueConfig would have a default of its own in the decorator.
+    own = {"retries", "on_start"}
+    assert QueueOptions.__optional_keys__ - own <= set(QueueConfig.__dataclass_fields__)

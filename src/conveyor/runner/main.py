@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import importlib.util
 import inspect
 import os
 import queue
@@ -24,15 +23,15 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+from conveyor.error_info import ErrorInfo
 from conveyor.policy import is_retryable, qualified_name
 from conveyor.queue_config import QueueConfig
-from conveyor.runner import wire
+from conveyor.runner import loading, wire
 from conveyor.sdk import outputs
 from conveyor.sdk.decorator import HandlerShape, TaskContext, TaskQueue
 
@@ -48,73 +47,24 @@ if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
 _JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-
-
-def load_handler(code_root: str | os.PathLike[str], handler: str) -> Any:
-    """Import ``"relative/path.py:attr"`` under ``code_root`` and return the attribute.
-
-    The module is named after its path (``pkg/app.py`` → ``pkg.app``) and ``code_root`` goes
-    first on ``sys.path``, so the file's own imports of sibling modules work, and classes it
-    defines get the same qualified names wherever the file is loaded this way.
-    """
-    file_part, sep, attr = handler.rpartition(":")
-    if not sep or not file_part or not attr:
-        raise ImportError(f"handler {handler!r} must look like 'path/to/file.py:function'")
-    root = Path(code_root).resolve()
-    if str(root) not in sys.path[:1]:
-        sys.path.insert(0, str(root))
-    module = _import_file(root, (root / file_part).resolve())
-    value: Any = module
-    for part in attr.split("."):
-        try:
-            value = getattr(value, part)
-        except AttributeError:
-            raise ImportError(f"{file_part} has no attribute {attr!r}") from None
-    return value
-
-
-def _import_file(root: Path, path: Path) -> ModuleType:
-    if not path.is_file():
-        raise ImportError(f"handler file {str(path)!r} does not exist")
-    relative = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
-    name = ".".join(relative.with_suffix("").parts)
-    existing = sys.modules.get(name)
-    if existing is not None:
-        if getattr(existing, "__file__", None) == str(path):
-            return existing
-        raise ImportError(
-            f"handler module {name!r} clashes with an already imported module; rename {path.name}"
-        )
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {str(path)!r}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+#: Where the runner's own frames come from: none of them is shown in a task's traceback.
+_OWN_FILES = frozenset({__file__, loading.__file__})
 
 
 def error_info(exc: BaseException) -> dict[str, str]:
-    """``{"type", "message", "traceback"}`` of an exception, from the user's frames on.
+    """The ``ErrorInfo`` of an exception as a frame's ``error``, from the user's frames on.
 
-    Frames up to the last one of this module (the worker's own calls, the event loop an async
+    Frames up to the last one of the runner's modules (its own calls, the event loop an async
     handler ran on) say nothing to the user and are left out.
     """
     start: TracebackType | None = exc.__traceback__
     tb = start
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == __file__:
+        if tb.tb_frame.f_code.co_filename in _OWN_FILES:
             start = tb.tb_next
         tb = tb.tb_next
-    return {
-        "type": qualified_name(type(exc)),
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, start)),
-    }
+    formatted = "".join(traceback.format_exception(type(exc), exc, start))
+    return ErrorInfo(qualified_name(type(exc)), str(exc), formatted).to_dict()
 
 
 def _json_default(value: Any) -> Any:
@@ -123,8 +73,8 @@ def _json_default(value: Any) -> Any:
     raise TypeError
 
 
-class Worker:
-    """A loaded handler, ready to run tasks one at a time."""
+class Runner:
+    """What runs in a worker process: a loaded handler, ready to run tasks one at a time."""
 
     def __init__(self, init: Mapping[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
         self._send = send
@@ -132,7 +82,7 @@ class Worker:
         self._container_id = str(init.get("container_id", ""))
         self._stub_id = str(init.get("stub_id", ""))
         self._stub_type = str(init.get("stub_type", ""))
-        target = load_handler(init["code_root"], self._config.handler)
+        target = loading.load_handler(init["code_root"], self._config.handler)
         on_start: Callable[[], Any] | None = None
         retry_classes: tuple[type[BaseException], ...] = ()
         if isinstance(target, TaskQueue):
@@ -265,7 +215,7 @@ class _Inbox:
 
     The main thread marks the time it spends in user code (``enter``/``leave``); the end of
     stdin then ends the process at once, else the main thread returns when it gets to it (an
-    idle worker exits cleanly, and a frame already read, e.g. a bad first frame, is answered).
+    idle process exits cleanly, and a frame already read, e.g. a bad first frame, is answered).
     The two flags are set before each side reads the other's, so one of them always sees it.
     """
 
@@ -320,7 +270,7 @@ def main() -> int:
         return EXIT_PROTOCOL
     inbox.enter()
     try:
-        worker = Worker(first, send)
+        runner = Runner(first, send)
     except BaseException as exc:  # any failure of user code, even SystemExit, is reported
         inbox.leave()  # user code is over: the agent closing the pipe now gets this exit code
         send({"op": "init_failed", "error": error_info(exc)})
@@ -333,7 +283,7 @@ def main() -> int:
             return EXIT_OK
         if message.get("op") == "run":
             inbox.enter()
-            worker.run(message)
+            runner.run(message)
             inbox.leave()
 
 

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
+from conveyor.error_info import ErrorInfo
 from conveyor.errors import (
     ConnectionFailed,
     HTTPError,
@@ -209,8 +210,8 @@ def outcome(task: Mapping[str, Any]) -> Any:
     status = TaskStatus(task["status"])
     if status is TaskStatus.COMPLETE:
         return task.get("result")
-    error = task.get("error") or {}
-    detail = f": {error.get('type', 'Error')}: {error.get('message', '')}" if error else ""
+    error = ErrorInfo.from_dict(task["error"]) if task.get("error") else None
+    detail = f": {error.type}: {error.message}" if error else ""
     errors = {
         TaskStatus.FAILED: TaskFailed, TaskStatus.TIMEOUT: TaskTimedOut,
         TaskStatus.CANCELLED: TaskCancelled, TaskStatus.EXPIRED: TaskExpired,

@@ -10,14 +10,24 @@ from __future__ import annotations
 import functools
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, Protocol, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    NoReturn,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    Unpack,
+    overload,
+)
 
 from conveyor.errors import ConfigError, DirectCallError
-from conveyor.policy import qualified_name
-from conveyor.queue_config import AutoscalerConfig, QueueConfig, parse_memory
+from conveyor.queue_config import AutoscalerConfig, QueueConfig
 from conveyor.sdk import outputs
+from conveyor.sdk.options import QueueOptions, check_options
 
 if TYPE_CHECKING:
     from conveyor.sdk.client import Task
@@ -207,74 +217,15 @@ def task_queue(func: Callable[P, Coroutine[Any, Any, R]], /) -> TaskQueue[P, R]:
 @overload
 def task_queue(func: Callable[P, R], /) -> TaskQueue[P, R]: ...
 @overload
-def task_queue(
-    func: None = None,
-    /,
-    *,
-    name: str | None = None,
-    timeout: float = 3600,
-    max_retries: int = 3,
-    retries: int | None = None,
-    retry_for: Iterable[type[BaseException]] | type[BaseException] = (),
-    retry_backoff: float = 0,
-    ttl: int = 7200,
-    max_pending_tasks: int = 100,
-    workers: int = 1,
-    keep_warm_seconds: float = 10,
-    autoscaler: AutoscalerConfig | None = None,
-    on_start: Callable[[], Any] | None = None,
-    callback_url: str | None = None,
-    authorized: bool = True,
-    cpu: float = 1.0,
-    memory: int | str = 128,
-    env: Mapping[str, str] | None = None,
-) -> _Decorator: ...
-def task_queue(
-    func: Callable[..., Any] | None = None,
-    /,
-    *,
-    name: str | None = None,
-    timeout: float = 3600,
-    max_retries: int = 3,
-    retries: int | None = None,
-    retry_for: Iterable[type[BaseException]] | type[BaseException] = (),
-    retry_backoff: float = 0,
-    ttl: int = 7200,
-    max_pending_tasks: int = 100,
-    workers: int = 1,
-    keep_warm_seconds: float = 10,
-    autoscaler: AutoscalerConfig | None = None,
-    on_start: Callable[[], Any] | None = None,
-    callback_url: str | None = None,
-    authorized: bool = True,
-    cpu: float = 1.0,
-    memory: int | str = 128,
-    env: Mapping[str, str] | None = None,
-) -> Any:
-    """Make a function a task queue (DESIGN A3 lists every parameter and its rule).
+def task_queue(func: None = None, /, **options: Unpack[QueueOptions]) -> _Decorator: ...
+def task_queue(func: Callable[..., Any] | None = None, /, **options: Unpack[QueueOptions]) -> Any:
+    """Make a function a task queue.
 
-    Usable bare (``@task_queue``) or called (``@task_queue(name="resize", timeout=60)``).
-    ``retries`` is an alias of ``max_retries``. ``autoscaler`` defaults to
-    ``QueueDepthAutoscaler()``. ``memory`` is MiB or a string such as ``"1Gi"``.
-    Every value is checked here: an invalid one raises ``ConfigError``.
+    Usable bare (``@task_queue``) or called (``@task_queue(name="resize", timeout=60)``) with
+    the keywords of ``QueueOptions``. Every value is checked here: an invalid one raises
+    ``ConfigError``.
     """
-    if retries is not None:
-        if max_retries != 3 and retries != max_retries:
-            raise ConfigError(
-                f"retries ({retries}) and max_retries ({max_retries}) disagree; give only one"
-            )
-        max_retries = retries
-    retry_classes = _retry_classes(retry_for)
-    if on_start is not None and not callable(on_start):
-        raise ConfigError(f"on_start must be callable, got {on_start!r}")
-    if not isinstance(authorized, bool):
-        raise ConfigError(f"authorized must be True or False, got {authorized!r}")
-    if autoscaler is None:
-        autoscaler = AutoscalerConfig()
-    elif not isinstance(autoscaler, AutoscalerConfig):
-        raise ConfigError(f"autoscaler must be a QueueDepthAutoscaler, got {autoscaler!r}")
-    if env is not None and not isinstance(env, Mapping):
-        raise ConfigError(f"env must be a mapping of strings to strings, got {env!r}")
+    checked = check_options(options)
 
     def decorate(target: Callable[..., Any]) -> TaskQueue[Any, Any]:
         if isinstance(target, TaskQueue):
@@ -284,43 +235,9 @@ def task_queue(
                 f"@task_queue decorates a function, got {target!r}; "
                 "pass options by keyword, e.g. @task_queue(name='resize')"
             )
-        config = QueueConfig(
-            name=name if name is not None else getattr(target, "__name__", ""),
-            handler=_UNPLACED,
-            timeout=timeout,
-            max_retries=max_retries,
-            retry_for=tuple(qualified_name(cls) for cls in retry_classes),
-            retry_backoff=retry_backoff,
-            ttl=ttl,
-            max_pending_tasks=max_pending_tasks,
-            workers=workers,
-            keep_warm_seconds=keep_warm_seconds,
-            autoscaler=autoscaler,
-            callback_url=callback_url,
-            authorized=authorized,
-            cpu=cpu,
-            memory=parse_memory(memory),
-            env=dict(env or {}),
-        )
-        return TaskQueue(target, config, retry_classes, on_start)
+        config = checked.queue_config(getattr(target, "__name__", ""), _UNPLACED)
+        return TaskQueue(target, config, checked.retry_classes, checked.on_start)
 
     if func is None:
         return decorate
     return decorate(func)
-
-
-def _retry_classes(
-    retry_for: Iterable[type[BaseException]] | type[BaseException],
-) -> tuple[type[BaseException], ...]:
-    items: Iterable[object]
-    if isinstance(retry_for, type):
-        items = (retry_for,)
-    elif isinstance(retry_for, str | bytes) or not isinstance(retry_for, Iterable):
-        raise ConfigError(f"retry_for must be a list of exception classes, got {retry_for!r}")
-    else:
-        items = retry_for
-    classes = tuple(items)
-    for cls in classes:
-        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
-            raise ConfigError(f"retry_for must hold exception classes, got {cls!r}")
-    return classes

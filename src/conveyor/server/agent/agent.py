@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from conveyor.errors import ConveyorError, StoreError
-from conveyor.queue_config import QueueConfig
 from conveyor.server.agent.dispatcher import Dispatcher
 from conveyor.server.agent.handle import ProcessState, Spawn
 from conveyor.server.agent.loops import survive
@@ -116,7 +115,7 @@ class Agent:
 
     def _adopt(self, stub: Stub) -> StubRuntime:
         try:
-            config = QueueConfig.from_json(stub.config)
+            config = stub.queue_config
         except ConveyorError as exc:
             log.error("stub %s has an invalid config: %s", stub.id, exc)
             raise

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 
+from conveyor.error_info import ErrorInfo
+
 
 def describe_exit(returncode: int | None) -> str:
     if returncode is None:
@@ -19,4 +21,4 @@ def describe_exit(returncode: int | None) -> str:
 
 def crash_error(message: str) -> dict[str, str]:
     """The task ``error`` object written when a worker process dies mid-task."""
-    return {"type": "WorkerCrashed", "message": message, "traceback": ""}
+    return ErrorInfo("WorkerCrashed", message).to_dict()

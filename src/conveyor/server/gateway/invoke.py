@@ -26,7 +26,6 @@ from conveyor.server.gateway.state import GatewayState, gateway_state
 from conveyor.server.store.records import NewTask, Stub, Workspace
 
 _VERSION = re.compile(r"v(\d{1,9})")
-DEFAULT_MAX_PENDING = 100
 
 StubResolver = Callable[[Request], Awaitable[Stub]]
 Action = Callable[[Request, Stub], Awaitable[OrjsonResponse]]
@@ -106,7 +105,7 @@ async def public_stub(request: Request) -> Stub:
     stub = await gateway_state(request).store.get_stub(stub_id)
     if stub is None:
         raise NotFound(f"unknown stub {stub_id!r}")
-    if stub.config_dict().get("authorized", True):
+    if stub.queue_config.authorized:
         raise Unauthorized("this queue requires a token; call /taskqueue/<name> with one")
     return stub
 
@@ -123,14 +122,14 @@ async def _resolve(request: Request, workspace: Workspace, name: str, version: i
 
 
 async def enqueue_one(request: Request, stub: Stub) -> OrjsonResponse:
-    config = stub.config_dict()
+    config = stub.queue_config
     task = parse_call(
         await read_object(request),
-        config.get("callback_url"),
+        config.callback_url,
         request.headers.get("idempotency-key") or None,
     )
     state = gateway_state(request)
-    ids = await state.store.enqueue(stub, [task], _max_pending(config))
+    ids = await state.store.enqueue(stub, [task], config.max_pending_tasks)
     return await _warned(state, stub, OrjsonResponse({"task_id": ids[0]}))
 
 
@@ -140,7 +139,7 @@ async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
     items = body.get("tasks")
     if not isinstance(items, list):
         raise BadRequest('body must be {"tasks": [<task body>, ...]}')
-    config = stub.config_dict()
+    config = stub.queue_config
     key = request.headers.get("idempotency-key") or None
     tasks = []
     for index, item in enumerate(items):
@@ -148,12 +147,12 @@ async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
             raise BadRequest(f"tasks[{index}] must be a JSON object")
         try:
             tasks.append(
-                parse_call(item, config.get("callback_url"), f"{key}#{index}" if key else None)
+                parse_call(item, config.callback_url, f"{key}#{index}" if key else None)
             )
         except BadRequest as exc:
             raise BadRequest(f"tasks[{index}]: {exc.message}") from None
     state = gateway_state(request)
-    ids = await state.store.enqueue(stub, tasks, _max_pending(config)) if tasks else []
+    ids = await state.store.enqueue(stub, tasks, config.max_pending_tasks) if tasks else []
     return await _warned(state, stub, OrjsonResponse({"task_ids": ids}))
 
 
@@ -168,11 +167,6 @@ async def _warned(state: GatewayState, stub: Stub, response: OrjsonResponse) -> 
     if warning is not None:
         response.headers[WARNING_HEADER] = warning
     return response
-
-
-def _max_pending(config: Mapping[str, Any]) -> int:
-    value = config.get("max_pending_tasks", DEFAULT_MAX_PENDING)
-    return value if isinstance(value, int) else DEFAULT_MAX_PENDING
 
 
 def bind(action: Action, resolver: StubResolver) -> Callable[[Request], Awaitable[Response]]:

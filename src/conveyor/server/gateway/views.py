@@ -9,6 +9,7 @@ from urllib.parse import quote
 import orjson
 
 from conveyor.clock import iso
+from conveyor.error_info import ErrorInfo
 from conveyor.server.gateway.signing import LinkKeys
 from conveyor.server.store.records import AgentInfo, QueueSummary, Stub, TaskView
 from conveyor.tasks import TaskStatus
@@ -43,7 +44,7 @@ def task_json(
         "stub": stub_json(stub),
         "deployment": {"name": stub.name, "version": stub.version},
         "result": _parse(task.result),
-        "error": _parse(task.error),
+        "error": None if task.error is None else ErrorInfo.from_json(task.error).to_dict(),
         "attempts": task.attempt,
     }
 

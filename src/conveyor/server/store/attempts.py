@@ -12,13 +12,13 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
-import orjson
-
 from conveyor import clock
+from conveyor.error_info import ErrorInfo
 from conveyor.errors import OutputTooLarge
 from conveyor.policy import backoff_s, should_retry
 from conveyor.server.store.base import CONTAINER_STALE_S
 from conveyor.server.store.driver import Driver, Row, Tx
+from conveyor.server.store.guards import guard_sql
 from conveyor.server.store.outbox import insert_callbacks
 from conveyor.server.store.records import CancelResult, Event, Outcome, SweepReport, TaskRecord
 from conveyor.server.store.row_mapping import (
@@ -29,18 +29,14 @@ from conveyor.server.store.row_mapping import (
     placeholders,
     to_task,
 )
-from conveyor.tasks import TaskStatus, guard_sql, sources_of
+from conveyor.tasks import TaskStatus, sources_of
 
 #: Rows one sweep pass handles per kind; a sweeper runs periodically, so the rest wait a turn.
 SWEEP_BATCH = 1000
 #: Error recorded on an attempt whose lease ran out.
-LEASE_LOST_ERROR = orjson.dumps(
-    {
-        "type": "ContainerLost",
-        "message": "the container running this attempt stopped renewing its lease",
-        "traceback": None,
-    }
-).decode()
+LEASE_LOST_ERROR = ErrorInfo(
+    "ContainerLost", "the container running this attempt stopped renewing its lease"
+).to_json()
 
 _TERMINAL_OUTCOMES = (TaskStatus.COMPLETE, TaskStatus.FAILED, TaskStatus.TIMEOUT)
 _CANCELLABLE = sources_of(TaskStatus.CANCELLED)

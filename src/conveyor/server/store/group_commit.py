@@ -42,15 +42,13 @@ class _Call:
     done: asyncio.Future[list[str]]
 
     def rows(self, ids: Sequence[str], create: Sequence[int]) -> list[tuple[Any, ...]]:
-        config = self.stub.config_dict()
-        ttl_s = float(config.get("ttl", 7200))
-        policy = (int(config.get("max_retries", 3)), float(config.get("timeout", 3600)), ttl_s,
-                  float(config.get("retry_backoff", 0)))
-        default_callback = config.get("callback_url")
-        expires_at = self.t + clock.to_us(ttl_s)
+        config = self.stub.queue_config
+        policy = (config.max_retries, float(config.timeout), float(config.ttl),
+                  float(config.retry_backoff))
+        expires_at = self.t + clock.to_us(config.ttl)
         return [
             (ids[i], self.stub.workspace_id, self.stub.id, self.tasks[i].payload,
-             self.tasks[i].callback_url or default_callback, *policy, self.t, self.t, self.t,
+             self.tasks[i].callback_url or config.callback_url, *policy, self.t, self.t, self.t,
              expires_at)
             for i in create
         ]

@@ -15,6 +15,7 @@ from typing import Any
 from conveyor import clock
 from conveyor.server.store.base import CONTAINER_STALE_S
 from conveyor.server.store.driver import Driver, Row, Tx
+from conveyor.server.store.guards import sql_list
 from conveyor.server.store.records import (
     OutputInfo,
     QueueSummary,
@@ -37,7 +38,7 @@ from conveyor.server.store.row_mapping import (
     to_stub,
     to_task,
 )
-from conveyor.tasks import IN_FLIGHT, WAITING, TaskStatus, sql_list
+from conveyor.tasks import IN_FLIGHT, WAITING, TaskStatus
 
 
 class QueriesMixin:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-import orjson
-
+from conveyor.errors import ConfigError
+from conveyor.queue_config import QueueConfig
 from conveyor.tasks import TaskStatus
 
 StubType = Literal["taskqueue/deployment", "taskqueue/serve"]
@@ -34,18 +35,39 @@ class Stub:
     type: StubType
     #: Deployment version: v1, v2, … per (workspace, name).
     version: int
-    #: The queue's configuration as a JSON object text (see ``conveyor.sdk.decorator.QueueConfig``).
+    #: The queue's configuration as a JSON object text, as the API shows it; read it through
+    #: ``queue_config``.
     config: str
     config_version: int
     #: Id of the code object (bytes) in the store.
     object_id: int
     created_at: int
     updated_at: int
+    #: ``config`` parsed when the record is made, or why it does not parse.
+    _parsed: QueueConfig | str = field(init=False, repr=False, compare=False)
 
-    def config_dict(self) -> dict[str, Any]:
-        value = orjson.loads(self.config)
-        assert isinstance(value, dict)
-        return value
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_parsed", _parse_config(self.name, self.config))
+
+    @property
+    def queue_config(self) -> QueueConfig:
+        """The queue's configuration; ``ConfigError`` if the stored text is not a valid one.
+
+        A bad row fails only its readers, not every listing of stubs.
+        """
+        if isinstance(self._parsed, str):
+            raise ConfigError(self._parsed)
+        return self._parsed
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_config(name: str, text: str) -> QueueConfig | str:
+    # The gateway reads its stub once per request, and a stub's config text rarely changes:
+    # cached, a request pays a hash of the text, not a parse and a validation.
+    try:
+        return QueueConfig.stored(name, text)
+    except ConfigError as exc:
+        return exc.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +97,7 @@ class TaskRecord:
     updated_at: int
     #: JSON text of the handler's return value (bytes as ``{"base64": …}``), or None.
     result: str | None
-    #: JSON text ``{"type", "message", "traceback"}``, or None.
+    #: JSON text of a ``conveyor.error_info.ErrorInfo``, or None.
     error: str | None
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 
 from conveyor import clock
+from conveyor.server.store.guards import sql_list
 from conveyor.server.store.records import Stub, TaskRecord, Workspace
-from conveyor.tasks import WAITING, TaskStatus, sql_list
+from conveyor.tasks import WAITING, TaskStatus
 
 _TASK_COLUMNS = (
     "id", "workspace_id", "stub_id", "status", "payload", "callback_url", "attempt", "fence",
