@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import orjson
-
+from conveyor.error_info import ErrorInfo
 from conveyor.server.agent.handle import Attempt, ProcessHandle, ProcessState
 from conveyor.server.agent.runtime import StubRuntime
 from conveyor.server.store.records import Outcome
@@ -47,11 +46,5 @@ def reserved_cpu(stubs: Iterable[StubRuntime]) -> float:
 
 
 def timeout_outcome(attempt: Attempt, timeout_s: float) -> Outcome:
-    error = {
-        "type": "TimeoutError",
-        "message": f"attempt exceeded the timeout of {timeout_s} s",
-        "traceback": "",
-    }
-    return Outcome(
-        attempt.task_id, attempt.fence, TaskStatus.TIMEOUT, error=orjson.dumps(error).decode()
-    )
+    error = ErrorInfo("TimeoutError", f"attempt exceeded the timeout of {timeout_s} s")
+    return Outcome(attempt.task_id, attempt.fence, TaskStatus.TIMEOUT, error=error.to_json())
