@@ -35,7 +35,8 @@ from conveyor.sdk.outputs import Output
 from conveyor.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from conveyor.sdk.client import AsyncClient, Client, Task
+    from conveyor.sdk.async_client import AsyncClient
+    from conveyor.sdk.client import Client, Task
 
 __all__ = [
     "AsyncClient",
