@@ -6,6 +6,7 @@ every handler file and worker process) does not import the HTTP stack.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import (
@@ -70,12 +71,15 @@ __all__ = [
     "task_queue",
 ]
 
-_FROM_CLIENT = frozenset({"AsyncClient", "Client", "Task"})
+#: The lazily loaded names and their modules.
+_LAZY = {
+    "AsyncClient": "conveyor.sdk.async_client",
+    "Client": "conveyor.sdk.client",
+    "Task": "conveyor.sdk.client",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_CLIENT:
-        from conveyor import client
-
-        return getattr(client, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
