@@ -6,6 +6,7 @@ every handler file and worker process) does not import the HTTP stack.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import (
@@ -35,7 +36,8 @@ from conveyor.sdk.outputs import Output
 from conveyor.tasks import TaskStatus
 
 if TYPE_CHECKING:
-    from conveyor.sdk.client import AsyncClient, Client, Task
+    from conveyor.sdk.async_client import AsyncClient
+    from conveyor.sdk.client import Client, Task
 
 __all__ = [
     "AsyncClient",
@@ -69,12 +71,15 @@ __all__ = [
     "task_queue",
 ]
 
-_FROM_CLIENT = frozenset({"AsyncClient", "Client", "Task"})
+#: The lazily loaded names and their modules.
+_LAZY = {
+    "AsyncClient": "conveyor.sdk.async_client",
+    "Client": "conveyor.sdk.client",
+    "Task": "conveyor.sdk.client",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_CLIENT:
-        from conveyor import client
-
-        return getattr(client, name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'conveyor' has no attribute {name!r}")

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conveyor.sdk.client import Client, ConveyorWarning
+from conveyor.sdk.calls import ConveyorWarning
+from conveyor.sdk.client import Client
 from tests.cli.conftest import Server, clean_env, free_port, start_server, stop_process
 
 WARNING = "Conveyor-Warning"

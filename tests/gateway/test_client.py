@@ -22,7 +22,9 @@ from conveyor.errors import (
     TaskFailed,
     WaitTimeout,
 )
-from conveyor.sdk.client import DEFAULT_URL, AsyncClient, Client, load_settings
+from conveyor.sdk.async_client import AsyncClient
+from conveyor.sdk.client import Client
+from conveyor.sdk.settings import DEFAULT_URL, load_settings
 from conveyor.server.gateway.app import create_app
 from conveyor.server.store import open_store
 from conveyor.server.store.base import Store

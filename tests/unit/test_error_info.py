@@ -7,7 +7,7 @@ import orjson
 from conveyor.error_info import ErrorInfo
 from conveyor.runner.main import error_info
 from conveyor.server.agent.exits import crash_error
-from conveyor.server.store.attempts import LEASE_LOST_ERROR
+from conveyor.server.store.sweep import LEASE_LOST_ERROR
 
 
 def test_round_trip_keeps_the_api_shape() -> None:

@@ -294,3 +294,10 @@ def test_every_option_is_a_config_field_or_the_decorators_own() -> None:
     # An option missing from QueueConfig would have a default of its own in the decorator.
     own = {"retries", "on_start"}
     assert QueueOptions.__optional_keys__ - own <= set(QueueConfig.__dataclass_fields__)
+
+
+def test_client_names_load_on_first_use() -> None:
+    from conveyor.sdk.async_client import AsyncClient
+    from conveyor.sdk.client import Client, Task
+
+    assert (conveyor.Client, conveyor.AsyncClient, conveyor.Task) == (Client, AsyncClient, Task)

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from conveyor.sdk.client import DEFAULT_URL, ENV_TOKEN, ENV_URL, Client, load_settings
+from conveyor.sdk.client import Client
+from conveyor.sdk.settings import DEFAULT_URL, ENV_TOKEN, ENV_URL, load_settings
 from conveyor.server.settings import ServerSettings, ServeSettings, WorkerSettings
 
 if TYPE_CHECKING:

@@ -21,7 +21,8 @@ from conveyor.cli.options import (
 )
 from conveyor.cli.report import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, err, out, reported
 from conveyor.errors import ConveyorError, HTTPError
-from conveyor.sdk.client import Client, ConveyorWarning, TaskFilters, enqueue_call
+from conveyor.sdk.calls import ConveyorWarning, TaskFilters, enqueue_call
+from conveyor.sdk.client import Client
 from conveyor.tasks import TaskStatus
 
 task_app = typer.Typer(

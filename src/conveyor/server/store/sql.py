@@ -6,9 +6,10 @@ guarded ``UPDATE … WHERE status IN <sources>`` built from ``conveyor.tasks``; 
 attempt are also fenced (``AND fence = ?``), so a refused write matches no row and changes nothing.
 
 :class:`SqlStore` holds workspaces, stubs and containers here and takes the rest from its
-parts: task attempts (``attempts.py``), reads (``queries.py``), the callbacks outbox
-(``outbox.py``), the server keys (``keys.py``), the agents directory (``agents.py``) and
-group-committed enqueues (``enqueues.py``). The driver seam is in ``driver.py``, re-exported here.
+parts: task attempts (``attempts.py``, ``finish.py``, ``sweep.py``), reads (``queries.py``),
+the callbacks outbox (``outbox.py``), the server keys (``keys.py``), the agents directory
+(``agents.py``) and group-committed enqueues (``group_commit.py``). The driver seam is in
+``driver.py``, re-exported here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from conveyor.server.store.agents import AgentsMixin
 from conveyor.server.store.attempts import AttemptsMixin
 from conveyor.server.store.base import CONTAINER_STALE_S, DEFAULT_MAX_OUTPUT_BYTES, Subscription
 from conveyor.server.store.driver import Dialect, Driver, Migration, Row, Tx, load_migrations
+from conveyor.server.store.finish import FinishMixin
 from conveyor.server.store.group_commit import Enqueuer
 from conveyor.server.store.keys import ServerKeysMixin
 from conveyor.server.store.outbox import OutboxMixin
@@ -48,11 +50,14 @@ from conveyor.server.store.row_mapping import (
     to_stub,
     to_workspace,
 )
+from conveyor.server.store.sweep import SweepMixin
 
 __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migrations"]
 
 
-class SqlStore(AttemptsMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin):
+class SqlStore(
+    AttemptsMixin, FinishMixin, SweepMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin
+):
     """``conveyor.server.store.base.Store`` over a :class:`Driver`."""
 
     def __init__(self, driver: Driver, *, max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES) -> None:

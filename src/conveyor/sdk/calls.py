@@ -1,0 +1,265 @@
+"""What both clients share: requests (``Call`` and its builders), answers (``decode``,
+``outcome``, server-sent events) and the connection's settings (``ClientBase``).
+
+``AsyncClient`` (``async_client.py``) and its thin sync twin ``Client`` (``client.py``) build
+requests and decode answers only with these; each adds the one transport-specific step (send,
+stream, sleep).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypedDict, TypeVar
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from conveyor.error_info import ErrorInfo
+from conveyor.errors import (
+    ConnectionFailed,
+    HTTPError,
+    TaskCancelled,
+    TaskExpired,
+    TaskFailed,
+    TaskTimedOut,
+    WaitTimeout,
+)
+from conveyor.tasks import TaskStatus, is_terminal
+
+DEFAULT_TIMEOUT_S = 30.0
+#: Polling intervals when no event stream is available: start fast, back off to the cap.
+POLL_START_S, POLL_CAP_S = 0.1, 2.0
+
+
+def with_scheme(url: str) -> str:
+    """``localhost:8001`` → ``http://localhost:8001``: a gateway URL without scheme is HTTP."""
+    return url if "://" in url else "http://" + url
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One HTTP request to the gateway."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def content(self) -> bytes | None:
+        return None if self.body is None else orjson.dumps(self.body)
+
+
+def put_call(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Call:
+    """``put(name, *args, **kwargs)``; ``idempotency_key`` and ``callback_url`` keywords are
+    the header and the body key of the same names, not handler arguments."""
+    kwargs = dict(kwargs)
+    key = kwargs.pop("idempotency_key", None)
+    callback_url = kwargs.pop("callback_url", None)
+    body: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
+    if callback_url is not None:
+        body["callback_url"] = callback_url
+    return Call("POST", _queue_path(name), body=body, headers=_key_header(key))
+
+
+def batch_call(
+    name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+) -> Call:
+    """Each body is ``{"args": [...], "kwargs": {...}}`` or keyword arguments at top level."""
+    body = {"tasks": [dict(b) for b in bodies]}
+    headers = _key_header(idempotency_key)
+    return Call("POST", _queue_path(name) + "/batch", body=body, headers=headers)
+
+
+def task_call(task_id: str) -> Call:
+    return Call("GET", f"/v2/task/{quote(task_id, safe='')}/")
+
+
+class TaskFilters(TypedDict, total=False):
+    """Filters of ``tasks()``; timestamps are ISO 8601 strings."""
+
+    status: str | Iterable[str]
+    queue: str
+    stub_id: str
+    container_id: str
+    created_after: str
+    created_before: str
+    limit: int
+    cursor: str
+
+
+def tasks_call(filters: TaskFilters) -> Call:
+    params: dict[str, str] = {}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if name == "status" and not isinstance(value, str):
+            value = ",".join(value)  # type: ignore[arg-type]
+        params[name] = str(value)
+    return Call("GET", "/v2/task/", params=params)
+
+
+def cancel_call(task_ids: str | Iterable[str]) -> Call:
+    ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
+    return Call("DELETE", "/v2/task/cancel/", body={"task_ids": ids})
+
+
+def enqueue_call(name: str, body: Mapping[str, Any]) -> Call:
+    """``body`` sent as it is, as ``curl`` would (``put_call`` builds ``args``/``kwargs``)."""
+    return Call("POST", _queue_path(name), body=dict(body))
+
+
+def queues_call() -> Call:
+    return Call("GET", "/v2/taskqueue/")
+
+
+def queue_call(name: str) -> Call:
+    return Call("GET", f"/v2/taskqueue/{quote(name, safe='')}")
+
+
+def deploy_files(config_json: str, bundle: bytes) -> dict[str, tuple[str, bytes, str]]:
+    """The multipart fields of ``POST /v2/deployment/``: the QueueConfig JSON and the zip."""
+    return {
+        "config": ("config.json", config_json.encode(), "application/json"),
+        "code": ("code.zip", bundle, "application/zip"),
+    }
+
+
+def subscribe_call(task_id: str) -> Call:
+    return Call("GET", f"/v2/task/{quote(task_id, safe='')}/subscribe")
+
+
+class ConveyorWarning(UserWarning):
+    """The gateway accepted a call and warned about it (``Conveyor-Warning``), e.g. that no
+    agent runs the version a task was enqueued on, so it waits."""
+
+
+def decode(response: httpx.Response) -> Any:
+    """The JSON answer, or ``HTTPError`` with the server's message. A ``Conveyor-Warning``
+    header becomes a :class:`ConveyorWarning`."""
+    if response.is_success:
+        warning = response.headers.get("conveyor-warning")
+        if warning:
+            warnings.warn(warning, ConveyorWarning, stacklevel=4)
+        return orjson.loads(response.content) if response.content else None
+    raise http_error(response)
+
+
+def http_error(response: httpx.Response) -> HTTPError:
+    try:
+        message = orjson.loads(response.content)["error"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = response.text or response.reason_phrase
+    return HTTPError(response.status_code, str(message))
+
+
+def outcome(task: Mapping[str, Any]) -> Any:
+    """The result of a terminal task, or the ``TaskError`` its status stands for."""
+    status = TaskStatus(task["status"])
+    if status is TaskStatus.COMPLETE:
+        return task.get("result")
+    error = ErrorInfo.from_dict(task["error"]) if task.get("error") else None
+    detail = f": {error.type}: {error.message}" if error else ""
+    errors = {
+        TaskStatus.FAILED: TaskFailed, TaskStatus.TIMEOUT: TaskTimedOut,
+        TaskStatus.CANCELLED: TaskCancelled, TaskStatus.EXPIRED: TaskExpired,
+    }
+    raise errors[status](f"task {task['id']} {status.value.lower()}{detail}", task=dict(task))
+
+
+class SseDecoder:
+    """Server-sent events, line by line → the task JSON of each ``status`` event."""
+
+    def __init__(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        if line.startswith(":"):
+            return None
+        if line:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                self._event = value
+            elif name == "data":
+                self._data.append(value)
+            return None
+        event, data = self._event or "message", "\n".join(self._data)
+        self._event, self._data = "", []
+        if event != "status" or not data:
+            return None
+        task = orjson.loads(data)
+        return task if isinstance(task, dict) else None
+
+
+
+def _queue_path(name: str) -> str:
+    return "/taskqueue/" + quote(name, safe="/")
+
+
+def _key_header(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}
+
+
+def finished(task: Mapping[str, Any]) -> bool:
+    return is_terminal(TaskStatus(task["status"]))
+
+
+def polls_instead(exc: ConnectionFailed | HTTPError) -> bool:
+    """Whether ``wait`` falls back to polling after its event stream failed with ``exc``: not
+    for 401 or 404, which polling would meet again."""
+    return not (isinstance(exc, HTTPError) and exc.status_code in (401, 404))
+
+
+def poll_intervals() -> Iterator[float]:
+    interval = POLL_START_S
+    while True:
+        yield interval
+        interval = min(POLL_CAP_S, interval * 2)
+
+
+def wait_timeout(task_id: str, timeout: float | None) -> WaitTimeout:
+    return WaitTimeout(f"task {task_id} did not finish within {timeout} s")
+
+
+class ClientBase:
+    """The connection settings of both clients."""
+
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        self.url = with_scheme(url).rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """A transport failure inside is ``ConnectionFailed``, naming the gateway."""
+        try:
+            yield
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"cannot reach the conveyor gateway at {self.url}: {exc}"
+            ) from exc
+
+
+C = TypeVar("C", bound=ClientBase)
+
+
+class TaskHandle(Generic[C]):
+    """What ``Task`` and ``AsyncTask`` share: the client, the id, the task JSON last read."""
+
+    def __init__(self, client: C, task_id: str) -> None:
+        self.client = client
+        self.id = task_id
+        self.data: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.id!r})"

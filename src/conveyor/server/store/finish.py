@@ -1,0 +1,189 @@
+"""Finishing attempts in the SQL store: each outcome's guarded write, its outputs, its callback.
+
+An outcome is applied only while its task is RUNNING at the outcome's fence, so a container
+that lost its lease can no longer change the task; a refused outcome writes nothing, outputs
+included. Terminal transitions queue their callbacks in the same transaction (``outbox.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+
+from conveyor import clock
+from conveyor.errors import OutputTooLarge
+from conveyor.policy import backoff_s, should_retry
+from conveyor.server.store.driver import Driver, Row, Tx
+from conveyor.server.store.guards import guard_sql
+from conveyor.server.store.outbox import insert_callbacks
+from conveyor.server.store.records import Event, Outcome
+from conveyor.server.store.row_mapping import now_us, placeholders
+from conveyor.tasks import TaskStatus
+
+_TERMINAL_OUTCOMES = (TaskStatus.COMPLETE, TaskStatus.FAILED, TaskStatus.TIMEOUT)
+
+#: A callback row for ``insert_callbacks``: task id, workspace id, url, status, result.
+_CallbackRow = tuple[str, str, str, TaskStatus, str | None]
+
+
+class FinishMixin:
+    """The ``finish`` method of ``SqlStore``."""
+
+    driver: Driver
+    max_output_bytes: int
+
+    async def finish(self, outcomes: Sequence[Outcome], now: float | None = None) -> list[bool]:
+        _check(outcomes, self.max_output_bytes)
+        if not outcomes:
+            return []
+        t = now_us(now)
+
+        async def op(tx: Tx) -> list[bool]:
+            retry_at = await _retry_times(tx, outcomes, t)
+            applied = [False] * len(outcomes)
+            by_status: dict[TaskStatus, list[int]] = defaultdict(list)
+            for i, outcome in enumerate(outcomes):
+                by_status[TaskStatus.RETRY if i in retry_at else outcome.status].append(i)
+            for status, indexes in by_status.items():
+                results = await _guarded_writes(tx, status, outcomes, indexes, retry_at, t)
+                callbacks = _mark_applied(tx, status, outcomes, indexes, results, applied)
+                await insert_callbacks(tx, callbacks, t)
+            await _insert_outputs(tx, outcomes, applied, t)
+            return applied
+
+        return await self.driver.write(op)
+
+
+def _check(outcomes: Sequence[Outcome], max_output_bytes: int) -> None:
+    """Refuse the whole batch, before any write, for a status or an output no attempt may end
+    with."""
+    for outcome in outcomes:
+        if outcome.status not in _TERMINAL_OUTCOMES:
+            raise ValueError(f"an attempt cannot end as {outcome.status}")
+        for name, data in outcome.outputs:
+            if len(data) > max_output_bytes:
+                raise OutputTooLarge(
+                    f"output {name!r} is {len(data)} bytes; the limit is "
+                    f"{max_output_bytes}"
+                )
+
+
+async def _retry_times(tx: Tx, outcomes: Sequence[Outcome], t: int) -> dict[int, int]:
+    """Index → ``runnable_at`` of each retryable failure whose task has retries left (it
+    becomes RETRY); the other outcomes end as they say. Retryable failures need the task's
+    attempt count to choose RETRY or FAILED."""
+    retry_at: dict[int, int] = {}
+    retryable = [
+        i for i, o in enumerate(outcomes) if o.status is TaskStatus.FAILED and o.retryable
+    ]
+    if retryable:
+        rows = await tx.execute(
+            "SELECT id, fence, attempt, max_retries, retry_backoff_s FROM tasks"
+            f" WHERE status = 'RUNNING' AND id IN {placeholders(len(retryable))}",
+            [outcomes[i].task_id for i in retryable],
+        )
+        state = {(row[0], int(row[1])): row[2:] for row in rows}
+        for i in retryable:
+            found = state.get((outcomes[i].task_id, outcomes[i].fence))
+            if found is not None and should_retry(int(found[0]), int(found[1]), True):
+                retry_at[i] = t + clock.to_us(backoff_s(float(found[2]), int(found[0])))
+    return retry_at
+
+
+async def _guarded_writes(
+    tx: Tx,
+    status: TaskStatus,
+    outcomes: Sequence[Outcome],
+    indexes: Sequence[int],
+    retry_at: dict[int, int],
+    t: int,
+) -> list[list[Row]]:
+    """Move the tasks of ``outcomes[indexes]`` to ``status``, each fenced; per outcome, the
+    row its write matched (none when refused)."""
+    if status is TaskStatus.RETRY:
+        return await tx.execute_each(
+            "UPDATE tasks SET status = 'RETRY', error = ?, runnable_at = ?,"
+            " expires_at = ? + CAST(ttl_s * 1000000 AS BIGINT),"
+            " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND fence = ?"
+            f" AND status IN {guard_sql(status)}"
+            " RETURNING stub_id, container_id, callback_url, workspace_id",
+            [
+                (
+                    outcomes[i].error,
+                    retry_at[i],
+                    retry_at[i],
+                    t,
+                    outcomes[i].task_id,
+                    outcomes[i].fence,
+                )
+                for i in indexes
+            ],
+        )
+    return await tx.execute_each(
+        f"UPDATE tasks SET status = '{status.value}', result = ?, error = ?,"
+        " ended_at = ?, lease_expires_at = NULL, updated_at = ?"
+        f" WHERE id = ? AND fence = ? AND status IN {guard_sql(status)}"
+        " RETURNING stub_id, container_id, callback_url, workspace_id",
+        [
+            (
+                outcomes[i].result,
+                outcomes[i].error,
+                t,
+                t,
+                outcomes[i].task_id,
+                outcomes[i].fence,
+            )
+            for i in indexes
+        ],
+    )
+
+
+def _mark_applied(
+    tx: Tx,
+    status: TaskStatus,
+    outcomes: Sequence[Outcome],
+    indexes: Sequence[int],
+    results: list[list[Row]],
+    applied: list[bool],
+) -> list[_CallbackRow]:
+    """Mark the outcomes whose write matched as applied and emit their events; the callback
+    rows of those that ended with a ``callback_url``."""
+    callbacks: list[_CallbackRow] = []
+    for i, rows in zip(indexes, results, strict=True):
+        if not rows:
+            continue
+        applied[i] = True
+        stub_id, container_id, callback_url, workspace_id = rows[0]
+        tx.emit(Event("task", stub_id, outcomes[i].task_id, status, container_id))
+        if status is TaskStatus.RETRY:
+            tx.emit(Event("enqueued", stub_id))
+        elif callback_url:
+            callbacks.append(
+                (
+                    outcomes[i].task_id,
+                    workspace_id,
+                    callback_url,
+                    status,
+                    outcomes[i].result,
+                )
+            )
+    return callbacks
+
+
+async def _insert_outputs(
+    tx: Tx, outcomes: Sequence[Outcome], applied: list[bool], t: int
+) -> None:
+    """The outputs of the applied outcomes only."""
+    outputs = [
+        (str(uuid.uuid4()), o.task_id, name, len(data), data, t)
+        for i, o in enumerate(outcomes)
+        if applied[i]
+        for name, data in o.outputs
+    ]
+    if outputs:
+        await tx.executemany(
+            "INSERT INTO outputs (id, task_id, name, size, data, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            outputs,
+        )
