@@ -10,6 +10,9 @@ from collections.abc import Sequence
 
 from conveyor.queue_config import AutoscalerConfig
 
+#: The longest wait before a retry (7 days; a task's ttl, at most a day, ends it sooner).
+BACKOFF_CAP_S = 7 * 86400
+
 
 def should_retry(attempt: int, max_retries: int, retryable: bool) -> bool:
     """Whether a failed attempt gets another one.
@@ -30,11 +33,15 @@ def backoff_s(base_s: float, attempt: int, jitter: float = 0.0) -> float:
     """Seconds to wait before the retry that follows failed attempt number ``attempt``.
 
     ``base_s`` after the first attempt, doubled for each one after it, stretched by
-    ``jitter`` (a fraction the caller draws, e.g. ``random.uniform(0, 0.1)``).
+    ``jitter`` (a fraction the caller draws, e.g. ``random.uniform(0, 0.1)``), and never more
+    than ``BACKOFF_CAP_S``: the store adds it to a clock in integer microseconds, and a row
+    stored before ``retry_backoff`` was bounded (or a NaN) must not overflow that write.
     """
-    if base_s <= 0:
+    if not base_s > 0:  # also NaN
         return 0.0
-    return float(base_s * 2 ** (max(attempt, 1) - 1) * (1 + jitter))
+    exponent = min(max(attempt, 1) - 1, 64)
+    delay = float(base_s) * 2.0**exponent * (1 + max(jitter, 0.0))
+    return delay if delay <= BACKOFF_CAP_S else float(BACKOFF_CAP_S)
 
 
 def desired_containers(in_flight: int, autoscaler: AutoscalerConfig) -> int:

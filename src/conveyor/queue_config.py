@@ -6,6 +6,7 @@ same values the decorator was given.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,28 @@ from conveyor.errors import ConfigError
 
 MAX_RETRIES_LIMIT = 5
 TTL_MIN, TTL_MAX = 1, 86400
+#: The bounds of DESIGN A3's fields (docs/api.md shows them): a value outside is refused at
+#: decoration and at deploy, with a message that starts with the field's name.
+TIMEOUT_MAX_S = 7 * 86400
+RETRY_BACKOFF_MAX_S = 86400
+MAX_PENDING_LIMIT = 1_000_000
+WORKERS_MAX = 64
+KEEP_WARM_MAX_S = 7 * 86400
+CONTAINERS_MAX = 1000
+TASKS_PER_CONTAINER_MAX = 1_000_000
+CPU_MAX = 256
+MEMORY_MAX_MIB = 1024 * 1024
+RETRY_FOR_MAX = 100
+ENV_MAX = 256
+ENV_VALUE_MAX = 32 * 1024
+HANDLER_MAX = 1000
+URL_MAX = 2048
+#: Fields only the server sets (``serve`` puts its folder in ``code_path``): a deployment
+#: that carries one is refused.
+SERVER_ONLY_FIELDS = frozenset({"code_path"})
+
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T|KB|MB|GB|TB)?\s*$", re.I)
 _MEMORY_MIB = {
@@ -38,20 +61,23 @@ _MEMORY_MIB = {
 
 def parse_memory(value: int | float | str) -> int:
     """Memory in MiB from an int (MiB) or a string such as ``"512Mi"``, ``"1Gi"``, ``"256"``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"memory must be MiB or a string like '1Gi', got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ConfigError(f"memory must be MiB or a string like '1Gi', got {_show(value)}")
     if isinstance(value, int | float):
-        mib = float(value)
+        mib = float(value) if math.isfinite(value) else math.inf
     else:
-        match = _MEMORY.match(str(value))
+        match = _MEMORY.match(value) if len(value) <= 64 else None
         if not match:
             raise ConfigError(
-                f"memory {value!r} is not understood; use MiB (128) or a string like '512Mi', '1Gi'"
+                f"memory {_show(value)} is not understood; use MiB (128) or a string like "
+                "'512Mi', '1Gi'"
             )
         unit = match.group(2).lower() if match.group(2) else None
         mib = float(match.group(1)) * _MEMORY_MIB[unit]
-    if mib < 1:
-        raise ConfigError(f"memory must be at least 1 MiB, got {value!r}")
+    if not 1 <= mib <= MEMORY_MAX_MIB:
+        raise ConfigError(
+            f"memory must be between 1 MiB and {MEMORY_MAX_MIB} MiB (1Ti), got {_show(value)}"
+        )
     return round(mib)
 
 
@@ -62,14 +88,31 @@ class AutoscalerConfig:
     tasks_per_container: int = 1
 
     def __post_init__(self) -> None:
-        _int_at_least("min_containers", self.min_containers, 0)
-        _int_at_least("max_containers", self.max_containers, 1)
-        _int_at_least("tasks_per_container", self.tasks_per_container, 1)
+        _int_in("autoscaler.min_containers", self.min_containers, 0, CONTAINERS_MAX)
+        _int_in("autoscaler.max_containers", self.max_containers, 1, CONTAINERS_MAX)
+        _int_in(
+            "autoscaler.tasks_per_container", self.tasks_per_container, 1, TASKS_PER_CONTAINER_MAX
+        )
         if self.min_containers > self.max_containers:
             raise ConfigError(
-                f"min_containers ({self.min_containers}) must not exceed "
+                f"autoscaler.min_containers ({self.min_containers}) must not exceed "
                 f"max_containers ({self.max_containers})"
             )
+
+    @classmethod
+    def from_value(cls, value: object) -> AutoscalerConfig:
+        """An ``AutoscalerConfig`` as it is, or one from a JSON object of its fields."""
+        if isinstance(value, AutoscalerConfig):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                f"autoscaler must be an object of min_containers, max_containers and "
+                f"tasks_per_container, got {_show(value)}"
+            )
+        unknown = sorted(str(key) for key in set(value) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"autoscaler has unknown keys: {', '.join(unknown)}")
+        return cls(**value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +137,7 @@ class QueueConfig:
     memory: int = 128
     env: Mapping[str, str] = field(default_factory=dict)
     #: For ``serve``: the absolute folder the handler's file lives in (no code upload).
+    #: Server-only: a deployment never sets it (``from_client``).
     code_path: str | None = None
 
     def __post_init__(self) -> None:
@@ -101,43 +145,54 @@ class QueueConfig:
             r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}", self.name
         ):
             raise ConfigError(
-                f"queue name {self.name!r} must be 1-100 letters, digits, '_', '-' or '.'"
+                f"queue name {_show(self.name)} must be 1-100 letters, digits, '_', '-' or '.'"
             )
         if self.name in {"id", "public"}:
             raise ConfigError(f"queue name {self.name!r} is reserved")
+        if not isinstance(self.handler, str) or len(self.handler) > HANDLER_MAX:
+            raise ConfigError(
+                f"handler must be a string 'path/to/file.py:function', got {_show(self.handler)}"
+            )
         _number("timeout", self.timeout)
-        if self.timeout != -1 and self.timeout <= 0:
+        if self.timeout != -1 and not 0 < self.timeout <= TIMEOUT_MAX_S:
             raise ConfigError(
-                f"timeout must be a positive number of seconds or -1, got {self.timeout!r}"
+                f"timeout must be -1 or between 0 and {TIMEOUT_MAX_S} seconds, got {self.timeout!r}"
             )
-        _int_at_least("max_retries", self.max_retries, 0)
-        if self.max_retries > MAX_RETRIES_LIMIT:
-            raise ConfigError(
-                f"max_retries must be at most {MAX_RETRIES_LIMIT}, got {self.max_retries}"
-            )
-        _number("retry_backoff", self.retry_backoff)
-        if self.retry_backoff < 0:
-            raise ConfigError(f"retry_backoff must be >= 0 seconds, got {self.retry_backoff!r}")
-        _int_at_least("ttl", self.ttl, TTL_MIN)
+        _int_in("max_retries", self.max_retries, 0, MAX_RETRIES_LIMIT)
+        _retry_names(self.retry_for)
+        _number_in("retry_backoff", self.retry_backoff, 0, RETRY_BACKOFF_MAX_S)
+        _int_in("ttl", self.ttl, TTL_MIN, 2**63)
         if self.ttl > TTL_MAX:
             raise ConfigError(
                 f"ttl must be between {TTL_MIN} and {TTL_MAX} seconds, got {self.ttl}"
             )
-        _int_at_least("max_pending_tasks", self.max_pending_tasks, 1)
-        _int_at_least("workers", self.workers, 1)
-        _number("keep_warm_seconds", self.keep_warm_seconds)
-        if self.keep_warm_seconds < 0:
-            raise ConfigError(f"keep_warm_seconds must be >= 0, got {self.keep_warm_seconds!r}")
+        _int_in("max_pending_tasks", self.max_pending_tasks, 1, MAX_PENDING_LIMIT)
+        _int_in("workers", self.workers, 1, WORKERS_MAX)
+        _number_in("keep_warm_seconds", self.keep_warm_seconds, 0, KEEP_WARM_MAX_S)
+        if not isinstance(self.autoscaler, AutoscalerConfig):
+            raise ConfigError(
+                f"autoscaler must be a QueueDepthAutoscaler, got {_show(self.autoscaler)}"
+            )
+        if not isinstance(self.authorized, bool):
+            raise ConfigError(f"authorized must be true or false, got {_show(self.authorized)}")
         _number("cpu", self.cpu)
-        if self.cpu <= 0:
-            raise ConfigError(f"cpu must be > 0, got {self.cpu!r}")
-        _int_at_least("memory", self.memory, 1)
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()):
-            raise ConfigError("env must map strings to strings")
-        if self.callback_url is not None and not str(self.callback_url).startswith(
-            ("http://", "https://")
+        if not 0 < self.cpu <= CPU_MAX:
+            raise ConfigError(f"cpu must be > 0 and at most {CPU_MAX}, got {self.cpu!r}")
+        _int_in("memory", self.memory, 1, MEMORY_MAX_MIB)
+        _env(self.env)
+        if self.callback_url is not None and not (
+            isinstance(self.callback_url, str)
+            and len(self.callback_url) <= URL_MAX
+            and self.callback_url.startswith(("http://", "https://"))
         ):
-            raise ConfigError(f"callback_url must be an http(s) URL, got {self.callback_url!r}")
+            raise ConfigError(
+                f"callback_url must be an http(s) URL of at most {URL_MAX} characters, "
+                f"got {_show(self.callback_url)}"
+            )
+        if self.code_path is not None and not (
+            isinstance(self.code_path, str) and self.code_path.startswith("/")
+        ):
+            raise ConfigError(f"code_path must be an absolute folder, got {_show(self.code_path)}")
 
     def to_json(self) -> str:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS).decode()
@@ -150,15 +205,22 @@ class QueueConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QueueConfig:
         known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
+        unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
-            raise ConfigError(f"unknown queue config keys: {', '.join(sorted(unknown))}")
+            raise ConfigError(f"unknown queue config keys: {', '.join(unknown)}")
         values = dict(data)
         try:
-            if isinstance(values.get("autoscaler"), Mapping):
-                values["autoscaler"] = AutoscalerConfig(**values["autoscaler"])
+            if "autoscaler" in values:
+                values["autoscaler"] = AutoscalerConfig.from_value(values["autoscaler"])
             if "retry_for" in values:
-                values["retry_for"] = tuple(values["retry_for"])
+                retry_for = values["retry_for"]
+                if not isinstance(retry_for, list | tuple):
+                    raise ConfigError(
+                        f"retry_for must be a list of exception class names, got {_show(retry_for)}"
+                    )
+                values["retry_for"] = tuple(retry_for)
+            if "env" in values and not isinstance(values["env"], Mapping):
+                raise ConfigError(f"env must be an object of strings, got {_show(values['env'])}")
             if "memory" in values:
                 values["memory"] = parse_memory(values["memory"])
             return cls(**values)
@@ -168,6 +230,16 @@ class QueueConfig:
     @classmethod
     def from_json(cls, text: str | bytes) -> QueueConfig:
         return cls.from_dict(_json_object(text))
+
+    @classmethod
+    def from_client(cls, text: str | bytes) -> QueueConfig:
+        """A config a client sent (``POST /v2/deployment/``): as ``from_json``, and fields only
+        the server sets (``code_path``) must be absent or null."""
+        data = _json_object(text)
+        for name in sorted(SERVER_ONLY_FIELDS):
+            if data.get(name) is not None:
+                raise ConfigError(f"{name} is set by the server only; a deployment cannot set it")
+        return cls.from_dict(data)
 
     @classmethod
     def stored(cls, name: str, text: str) -> QueueConfig:
@@ -189,13 +261,60 @@ def _json_object(text: str | bytes) -> dict[str, Any]:
     return data
 
 
+def _show(value: object) -> str:
+    """A value for an error message, cut short: a message never echoes a megabyte."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def _number(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
+        raise ConfigError(f"{name} must be a number, got {_show(value)}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {_show(value)}")
 
 
-def _int_at_least(name: str, value: object, low: int) -> None:
+def _number_in(name: str, value: object, low: float, high: float) -> None:
+    _number(name, value)
+    assert isinstance(value, int | float)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {_show(value)}")
+
+
+def _int_in(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+        raise ConfigError(f"{name} must be an integer, got {_show(value)}")
     if value < low:
         raise ConfigError(f"{name} must be >= {low}, got {value}")
+    if value > high:
+        raise ConfigError(f"{name} must be at most {high}, got {_show(value)}")
+
+
+def _retry_names(names: object) -> None:
+    if not isinstance(names, tuple) or len(names) > RETRY_FOR_MAX:
+        raise ConfigError(
+            f"retry_for must be a list of at most {RETRY_FOR_MAX} exception class names, "
+            f"got {_show(names)}"
+        )
+    for item in names:
+        if not isinstance(item, str) or len(item) > 200 or not _DOTTED.fullmatch(item):
+            raise ConfigError(
+                f"retry_for must hold dotted class names such as 'ValueError' or "
+                f"'app.Busy', got {_show(item)}"
+            )
+
+
+def _env(env: object) -> None:
+    if not isinstance(env, Mapping) or len(env) > ENV_MAX:
+        raise ConfigError(f"env must be an object of at most {ENV_MAX} strings, got {_show(env)}")
+    for key, value in env.items():
+        if not isinstance(key, str) or len(key) > 256 or not _ENV_NAME.fullmatch(key):
+            raise ConfigError(
+                f"env names must be letters, digits and '_', not starting with a digit, "
+                f"got {_show(key)}"
+            )
+        if not isinstance(value, str) or len(value) > ENV_VALUE_MAX or "\x00" in value:
+            raise ConfigError(
+                f"env must map strings to strings: the value of {key} must be at most "
+                f"{ENV_VALUE_MAX} characters without NUL, got {_show(value)}"
+            )

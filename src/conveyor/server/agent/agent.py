@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from conveyor.errors import ConveyorError, StoreError
+from conveyor.errors import StoreError
 from conveyor.server.agent.dispatcher import Dispatcher
 from conveyor.server.agent.handle import ProcessState, Spawn
 from conveyor.server.agent.loops import survive
@@ -35,6 +35,8 @@ class Agent:
         self.store = store
         self.settings = settings or AgentSettings()
         self.stubs: dict[str, StubRuntime] = {}
+        #: Stubs whose config cannot be used, by id: the config version that was refused.
+        self.broken: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._next: dict[str, float] = {}
         self.dispatcher = Dispatcher(store, self.settings, self.stubs, self._poke)
@@ -111,14 +113,25 @@ class Agent:
         for stub in stubs:
             runtime = self.stubs.get(stub.id)
             if runtime is None or runtime.stub.config_version != stub.config_version:
-                self._adopt(stub)
+                if self.broken.get(stub.id) == stub.config_version:
+                    continue  # said once; a new config version is looked at again
+                try:
+                    self._adopt(stub)
+                except Exception as exc:  # one stub's row never stops the others
+                    self.broken[stub.id] = stub.config_version
+                    log.error(
+                        "stub %s (%s) is not served: its config cannot be used: %s",
+                        stub.id,
+                        stub.name,
+                        exc,
+                        extra={"action": "stub_broken"},
+                    )
+                else:
+                    self.broken.pop(stub.id, None)
 
     def _adopt(self, stub: Stub) -> StubRuntime:
-        try:
-            config = stub.queue_config
-        except ConveyorError as exc:
-            log.error("stub %s has an invalid config: %s", stub.id, exc)
-            raise
+        """Serve ``stub``; ``ConveyorError`` (nothing changed) if its config is not valid."""
+        config = stub.queue_config
         runtime = self.stubs.get(stub.id)
         if runtime is None:
             runtime = self.stubs[stub.id] = StubRuntime(stub, config)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import io
+import asyncio
 import os
 import shutil
 import tempfile
-import zipfile
 from pathlib import Path
 
-from conveyor.errors import ConfigError
 from conveyor.queue_config import QueueConfig
+from conveyor.server.bundles import unpack
 from conveyor.server.store.base import Store
-from conveyor.server.store.records import Stub
+from conveyor.server.store.records import SERVE, Stub
 
 
 async def code_root(store: Store, stub: Stub, config: QueueConfig, cache: Path) -> Path:
-    if config.code_path is not None:
+    if config.code_path is not None and stub.type == SERVE:
         return Path(config.code_path)
+    # A deployment's code is its bundle, always: a code_path in its row (one stored before
+    # deploy refused it) must not make this agent run code from a folder of its machine.
     target = cache / stub.id
     if target.is_dir():
         return target
@@ -25,24 +26,10 @@ async def code_root(store: Store, stub: Stub, config: QueueConfig, cache: Path) 
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{stub.id}-", dir=cache))
     try:
-        unpack(data, staging)
+        await asyncio.to_thread(unpack, data, staging)  # up to 512 MiB: not on the loop
         os.replace(staging, target)  # atomic: a half-unpacked bundle is never used
-    except OSError:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if not target.is_dir():
             raise
     return target
-
-
-def unpack(bundle: bytes, dest: Path) -> None:
-    """Unzip a code bundle, refusing members that would land outside ``dest``."""
-    root = dest.resolve()
-    try:
-        with zipfile.ZipFile(io.BytesIO(bundle)) as archive:
-            for member in archive.infolist():
-                path = (root / member.filename).resolve()
-                if not path.is_relative_to(root):
-                    raise ConfigError(f"code bundle member escapes its folder: {member.filename}")
-            archive.extractall(root)
-    except zipfile.BadZipFile as exc:
-        raise ConfigError(f"code bundle is not a zip file: {exc}") from None

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import orjson
 
@@ -30,7 +31,7 @@ from conveyor.server.agent.loops import Background
 from conveyor.server.agent.runtime import Container, StubRuntime, new_container_id
 from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.store.base import Store
-from conveyor.server.store.records import Outcome
+from conveyor.server.store.records import Outcome, StubLoad
 from conveyor.tasks import TaskStatus
 
 log = logging.getLogger("conveyor.server.agent")
@@ -58,28 +59,46 @@ class Supervisor:
         self.background = Background()
         #: Set on drain: no container starts, no process is replaced.
         self.draining = False
+        #: Stubs whose last autoscale failed (logged once until it works again).
+        self._scale_failed: set[str] = set()
+        #: Why a container's code did not load, by container id, until its start ends.
+        self._init_errors: dict[str, dict[str, Any]] = {}
 
     # -- scaling ---------------------------------------------------------------------------
     async def autoscale(self, now: float) -> None:
         if not self.stubs:
             return
         loads = {load.stub_id: load for load in await self.store.stub_loads(list(self.stubs), now)}
-        for stub_id, runtime in self.stubs.items():
-            load = loads.get(stub_id)
-            in_flight = (load.runnable + load.running) if load else 0
-            desired = policy.desired_containers(in_flight, runtime.config.autoscaler)
-            live = [c for c in runtime.containers.values() if not c.stopping]
-            if desired > len(live) and now >= runtime.start_not_before:
-                total = await self.store.active_containers(stub_id, now)
-                for _ in range(max(0, desired - max(len(live), total))):
-                    if self._spawn_container(runtime, now) is None:
-                        break
-            elif len(live) > desired:
-                keep = runtime.config.keep_warm_seconds
-                for container in live[desired:]:
-                    quiet = not container.busy_processes() and not container.backlog
-                    if quiet and now - container.last_active >= keep:
-                        self.retire(runtime, container)
+        for stub_id, runtime in list(self.stubs.items()):
+            try:
+                await self._scale(runtime, loads.get(stub_id), now)
+            except StoreError:
+                raise  # the store's trouble, not this stub's: the tick logs it and goes on
+            except Exception:  # one stub's failure never stops the others' scaling
+                if stub_id not in self._scale_failed:  # logged once, not every tick
+                    log.exception(
+                        "autoscaling %s failed", runtime.stub.name, extra={"action": "stub_broken"}
+                    )
+                self._scale_failed.add(stub_id)
+            else:
+                self._scale_failed.discard(stub_id)
+
+    async def _scale(self, runtime: StubRuntime, load: StubLoad | None, now: float) -> None:
+        stub_id = runtime.stub.id
+        in_flight = (load.runnable + load.running) if load else 0
+        desired = policy.desired_containers(in_flight, runtime.config.autoscaler)
+        live = [c for c in runtime.containers.values() if not c.stopping]
+        if desired > len(live) and now >= runtime.start_not_before:
+            total = await self.store.active_containers(stub_id, now)
+            for _ in range(max(0, desired - max(len(live), total))):
+                if self._spawn_container(runtime, now) is None:
+                    break
+        elif len(live) > desired:
+            keep = runtime.config.keep_warm_seconds
+            for container in live[desired:]:
+                quiet = not container.busy_processes() and not container.backlog
+                if quiet and now - container.last_active >= keep:
+                    self.retire(runtime, container)
 
     def warmup(self, stub_id: str, now: float) -> None:
         runtime = self.stubs.get(stub_id)
@@ -140,9 +159,35 @@ class Supervisor:
         started = await asyncio.gather(
             *(self._start_process(runtime, container) for _ in range(runtime.config.workers))
         )
+        init_error = self._init_errors.pop(container.id, None)
+        if not any(started) and init_error is not None:
+            await self._fail_waiting(runtime, container, init_error)
         if not any(started) and not container.stopping:
             runtime.start_not_before = time.time() + self.settings.start_retry_s
             await self.stop_container(runtime, container)
+
+    async def _fail_waiting(
+        self, runtime: StubRuntime, container: Container, error: dict[str, Any]
+    ) -> None:
+        """The code did not load (a SyntaxError, an ImportError, ``on_start`` raised): end a
+        waiting task with that error, as if the handler had raised it (retried only if its
+        type is in ``retry_for``), so the queue says why instead of its tasks waiting to
+        their ttl. One task per failed start: the next start may work."""
+        with contextlib.suppress(StoreError):
+            tasks = await self.store.claim(
+                runtime.stub.id, container.id, 1, self.settings.lease_s, time.time()
+            )
+            wanted = {name.removeprefix("builtins.") for name in runtime.config.retry_for}
+            for task in tasks:
+                self._report(
+                    Outcome(
+                        task_id=task.id,
+                        fence=task.fence,
+                        status=TaskStatus.FAILED,
+                        error=orjson.dumps(error).decode(),
+                        retryable=str(error.get("type", "")) in wanted,
+                    )
+                )
 
     async def _start_process(self, runtime: StubRuntime, container: Container) -> bool:
         assert runtime.code_root is not None
@@ -161,11 +206,13 @@ class Supervisor:
             await process.stop()
             return False
         # (a process that failed to load its code may have retired its container already)
+        if not ok and process.init_error is not None:
+            self._init_errors[container.id] = process.init_error
         if not ok and not self.draining and (process.init_error or not container.stopping):
             log.error(
                 "worker for %s failed to start: %s",
                 runtime.stub.name,
-                process.start_failure,
+                _start_failure(process),
                 extra={"action": "worker_start_failed"},
             )
         else:
@@ -299,3 +346,13 @@ class Supervisor:
         for runtime in self.stubs.values():
             for container in runtime.containers.values():
                 yield from list(container.processes)
+
+
+def _start_failure(process: ProcessHandle) -> str:
+    """Why a process did not start, in words: its code's error (type and message, which for
+    a SyntaxError names the file and line) before anything else. The ``init_failed`` frame
+    can arrive before the process has exited, and that once read "not ready after 120 s"."""
+    error = process.init_error
+    if error is not None:
+        return f"{error.get('type', 'Error')}: {error.get('message', 'its code failed to load')}"
+    return process.start_failure

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
+import asyncio
 
 from fastapi import Depends, Request
 from starlette.datastructures import UploadFile
 
 from conveyor.queue_config import QueueConfig
+from conveyor.server.bundles import check_bundle
 from conveyor.server.gateway.auth import require_workspace
 from conveyor.server.gateway.errors import BadRequest
 from conveyor.server.gateway.responses import OrjsonResponse
@@ -26,10 +26,14 @@ async def deploy(
         raise BadRequest("send multipart/form-data with fields 'config' and 'code'")
     # Starlette turns a malformed multipart body into a 400 itself.
     async with request.form() as form:
-        config = QueueConfig.from_json(await _field_bytes(form.get("config"), "config"))
+        for name in ("config", "code"):
+            if len(form.getlist(name)) > 1:
+                raise BadRequest(f"multipart field {name!r} is given more than once")
+        config = QueueConfig.from_client(await _field_bytes(form.get("config"), "config"))
         code = await _field_bytes(form.get("code"), "code")
-    if not zipfile.is_zipfile(io.BytesIO(code)):
-        raise BadRequest("code must be a zip bundle")
+    # The agent's own checks (one place: bundles.py), off the event loop: a bundle it would
+    # refuse is refused here, not stored to wait for its tasks' ttl.
+    await asyncio.to_thread(check_bundle, code, config.handler)
     state = gateway_state(request)
     stub = await state.store.deploy_stub(workspace.id, config.name, config.to_dict(), code)
     return OrjsonResponse(

@@ -7,12 +7,14 @@ included. Terminal transitions queue their callbacks in the same transaction (``
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 
 from conveyor import clock
-from conveyor.errors import OutputTooLarge
+from conveyor.error_info import ErrorInfo
+from conveyor.errors import OutputTooLarge, StoreUnavailable
 from conveyor.policy import backoff_s, should_retry
 from conveyor.server.store.driver import Driver, Row, Tx
 from conveyor.server.store.guards import guard_sql
@@ -20,6 +22,8 @@ from conveyor.server.store.outbox import insert_callbacks
 from conveyor.server.store.records import Event, Outcome
 from conveyor.server.store.row_mapping import now_us, placeholders
 from conveyor.tasks import TaskStatus
+
+log = logging.getLogger("conveyor.server.store")
 
 _TERMINAL_OUTCOMES = (TaskStatus.COMPLETE, TaskStatus.FAILED, TaskStatus.TIMEOUT)
 
@@ -38,7 +42,43 @@ class FinishMixin:
         if not outcomes:
             return []
         t = now_us(now)
+        try:
+            return await self._write_outcomes(outcomes, t)
+        except StoreUnavailable:
+            raise  # the whole batch is retried later
+        except Exception as exc:
+            # A value one outcome carries cannot be written: it fails alone, never the
+            # batch (whose other outcomes may be other workspaces' tasks).
+            if len(outcomes) == 1:
+                return [await self._write_unstorable(outcomes[0], exc, t)]
+            return [await self._write_alone(outcome, t) for outcome in outcomes]
 
+    async def _write_alone(self, outcome: Outcome, t: int) -> bool:
+        try:
+            (applied,) = await self._write_outcomes([outcome], t)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            return await self._write_unstorable(outcome, exc, t)
+        return applied
+
+    async def _write_unstorable(self, outcome: Outcome, exc: Exception, t: int) -> bool:
+        """End the attempt FAILED with why its own outcome could not be stored."""
+        log.error("task %s: its outcome cannot be stored: %r", outcome.task_id, exc)
+        error = ErrorInfo(
+            "OutcomeNotStored", f"the attempt's outcome could not be stored: {exc!r}"[:2000]
+        ).to_json()
+        failed = Outcome(outcome.task_id, outcome.fence, TaskStatus.FAILED, error=error)
+        try:
+            (applied,) = await self._write_outcomes([failed], t)
+        except StoreUnavailable:
+            raise
+        except Exception:  # nothing left to write: the lease expires, the sweep retries it
+            log.exception("task %s: not even its failure can be stored", outcome.task_id)
+            return False
+        return applied
+
+    async def _write_outcomes(self, outcomes: Sequence[Outcome], t: int) -> list[bool]:
         async def op(tx: Tx) -> list[bool]:
             retry_at = await _retry_times(tx, outcomes, t)
             applied = [False] * len(outcomes)
