@@ -213,9 +213,15 @@ class Store(Protocol):
 
     # -- callbacks outbox ----------------------------------------------------------------------
     async def claim_callbacks(
-        self, limit: int, lease_s: float, now: float | None = None
+        self,
+        limit: int,
+        lease_s: float,
+        now: float | None = None,
+        *,
+        per_workspace: int | None = None,
     ) -> list[Callback]:
-        """Undelivered callbacks that are due, leased for ``lease_s`` so one sender has each."""
+        """Undelivered callbacks that are due, leased for ``lease_s`` so one sender has each;
+        with ``per_workspace``, at most that many leased at once per workspace."""
 
     async def callback_delivered(self, callback_id: str, now: float | None = None) -> None: ...
 
