@@ -118,9 +118,10 @@ class Store(Protocol):
 
         Raises ``PendingLimitExceeded`` when PENDING+RETRY+RUNNING tasks of the stub plus the
         new ones would exceed ``max_pending`` (checked atomically with the insert). A task whose
-        idempotency key was used in the workspace within 24 h is not created; the earlier id is
-        returned in its place. ``ttl_s``, ``max_retries``, ``timeout_s`` and ``retry_backoff_s``
-        are copied from the stub config so a task keeps the policy it was enqueued under.
+        idempotency key was used on the same queue (stub name) of the workspace within 24 h is
+        not created; the earlier id is returned in its place. ``ttl_s``, ``max_retries``,
+        ``timeout_s`` and ``retry_backoff_s`` are copied from the stub config so a task keeps
+        the policy it was enqueued under.
         """
 
     async def claim(
