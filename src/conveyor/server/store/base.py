@@ -74,6 +74,12 @@ class Store(Protocol):
 
     async def authenticate(self, token: str) -> Workspace | None: ...
 
+    async def create_operator_token(self, token: str | None = None) -> str:
+        """A token bound to no workspace: it reads ``/metrics`` of all of them and
+        authenticates no workspace route (kept apart from workspace tokens)."""
+
+    async def is_operator_token(self, token: str) -> bool: ...
+
     # -- server keys (signed output links) -----------------------------------------------------
     async def server_keys(self) -> ServerKeys:
         """The current key and the previous one; the first call on a new store creates the key,
