@@ -83,13 +83,14 @@ async def test_health_and_readiness(http: httpx.AsyncClient, tmp_path: Path) -> 
 
 
 async def test_metrics(http: httpx.AsyncClient, store: Store, alice: Tenant) -> None:
+    operator = {"Authorization": f"Bearer {await store.create_operator_token()}"}
     stub = await deploy(store, alice, "resize")
     task_id = (await http.post("/taskqueue/resize", headers=alice.auth)).json()["task_id"]
     await http.post("/taskqueue/resize", headers=alice.auth)
     await finish(store, await start(store, stub))
     await http.get(f"/v2/task/{task_id}", headers=alice.auth)
     await http.get(f"/v2/task/{task_id}", headers=alice.auth)  # observed once only
-    response = await http.get("/metrics")
+    response = await http.get("/metrics", headers=operator)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     samples = {

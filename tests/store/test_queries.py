@@ -119,6 +119,30 @@ async def test_callback_outbox_leases_retries_and_gives_up(store: Store, ws: Wor
     assert await store.claim_callbacks(5, lease_s=30, now=T0 + 1000) == []
 
 
+async def test_callback_claims_leave_each_workspace_its_own_slots(
+    store: Store, ws: Workspace
+) -> None:
+    other = await store.ensure_workspace("other")
+    hog = await store.deploy_stub(ws.id, "q", {"callback_url": "http://cb/"}, b"x")
+    calm = await store.deploy_stub(other.id, "q", {"callback_url": "http://cb/"}, b"x")
+    # The hog's five callbacks are due first, the other workspace's one last.
+    await store.cancel(ws.id, await store.enqueue(hog, [NewTask("{}")] * 5, 10, now=T0), now=T0)
+    await store.cancel(
+        other.id, await store.enqueue(calm, [NewTask("{}")], 10, now=T0 + 1), now=T0 + 1
+    )
+    first = await store.claim_callbacks(10, lease_s=30, now=T0 + 2, per_workspace=2)
+    assert sorted(c.workspace_id for c in first) == sorted([ws.id, ws.id, other.id])
+    # The hog's two leases hold its slots, whoever claimed them.
+    assert await store.claim_callbacks(10, lease_s=30, now=T0 + 3, per_workspace=2) == []
+    await store.callback_delivered(first[0].id if first[0].workspace_id == ws.id
+                                   else first[1].id, now=T0 + 4)
+    [next_one] = await store.claim_callbacks(10, lease_s=30, now=T0 + 4, per_workspace=2)
+    assert next_one.workspace_id == ws.id
+    # Expired leases free their slots.
+    later = await store.claim_callbacks(10, lease_s=30, now=T0 + 40, per_workspace=2)
+    assert sorted(c.workspace_id for c in later) == sorted([ws.id, ws.id, other.id])
+
+
 async def collect(sub: object, count: int) -> list[Event]:
     events: list[Event] = []
     while len(events) < count:

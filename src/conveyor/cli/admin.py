@@ -35,6 +35,17 @@ async def _create_token(store_url: str, workspace: str) -> str:
         await store.close()
 
 
+async def _create_operator_token(store_url: str) -> str:
+    from conveyor.server.store import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        return await store.create_operator_token()
+    finally:
+        await store.close()
+
+
 @token_app.command("create")
 def token_create(
     workspace: Annotated[
@@ -46,13 +57,30 @@ def token_create(
             show_default=False,
         ),
     ] = None,
+    operator: Annotated[
+        bool,
+        typer.Option(
+            "--operator",
+            help="An operator token: reads /metrics of every workspace, and nothing else.",
+        ),
+    ] = False,
     store: StoreOpt = DEFAULT_STORE,
 ) -> None:
     """Create a token for a workspace; the token is the last line printed.
 
     Example: conveyor token create --workspace acme
+
+    Example: conveyor token create --operator   (for a Prometheus scraping every workspace)
     """
     from conveyor.server.run import DEFAULT_WORKSPACE
+
+    if operator:
+        if workspace is not None:
+            raise typer.BadParameter("an operator token has no workspace; drop --workspace")
+        clear = run(_create_operator_token(store))
+        out.print("operator token (reads /metrics of every workspace):", highlight=False)
+        print(clear)
+        return
 
     workspace = workspace or DEFAULT_WORKSPACE
     token = run(_create_token(store, workspace))

@@ -23,6 +23,7 @@ from conveyor.server.agent.agent import Agent
 from conveyor.server.app import server_app
 from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
+from conveyor.server.gateway.state import with_bound_url
 from conveyor.server.settings import (
     ServerSettings,
     ServeSettings,
@@ -195,7 +196,7 @@ async def serve(
         served = await register_targets(store, workspace.id, settings.targets)
         own = frozenset(q.stub.id for q in served)  # known only once registered
         agent = Agent(store, replace(settings.agent, stub_ids=settings.agent.stub_ids | own))
-        app = server_app(store, settings.gateway)
+        app = server_app(store, with_bound_url(settings.gateway, host, port))
         server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
@@ -221,7 +222,7 @@ async def run_server(settings: ServerSettings, *, stop: asyncio.Event | None = N
     """Gateway (and callback sender) only: for production, any store URL."""
     stop = stop or asyncio.Event()
     async with _opened(settings.store, stop) as store, delivering(store, settings.callbacks):
-        app = server_app(store, settings.gateway)
+        app = server_app(store, with_bound_url(settings.gateway, settings.host, settings.port))
         await _run_together(stop, _uvicorn(app, settings.host, settings.port))
 
 

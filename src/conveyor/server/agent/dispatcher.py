@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from conveyor.error_info import ErrorInfo
 from conveyor.errors import StoreError
 from conveyor.server.agent.handle import Attempt, ProcessHandle
 from conveyor.server.agent.loops import survive
@@ -21,10 +22,38 @@ from conveyor.server.store.base import Store
 from conveyor.server.store.records import Outcome
 from conveyor.tasks import TaskStatus
 
+#: A task's result (its JSON text) is at most this many bytes (DESIGN A13).
+MAX_RESULT_BYTES = 10 * 1024 * 1024
+
 log = logging.getLogger("conveyor.server.agent")
 
 #: Pauses between attempts to write a batch of outcomes; after the last, the batch is dropped.
 WRITE_RETRY_S = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def done_outcome(attempt: Attempt, msg: dict[str, Any]) -> Outcome:
+    """The outcome of a ``done`` frame; a result over ``MAX_RESULT_BYTES`` makes it FAILED
+    with ``ResultTooLarge`` (the same on every retry, so not retried)."""
+    status = TaskStatus.COMPLETE if msg.get("status") == "COMPLETE" else TaskStatus.FAILED
+    error = msg.get("error")
+    result = msg.get("result")
+    outputs = [(o["name"], base64.b64decode(o["data"])) for o in msg.get("outputs") or ()]
+    retryable = bool(msg.get("retryable"))
+    size = len(result.encode()) if isinstance(result, str) else 0
+    if size > MAX_RESULT_BYTES:
+        status, result, outputs, retryable = TaskStatus.FAILED, None, [], False
+        error = ErrorInfo(
+            "ResultTooLarge", f"the result is {size} bytes; at most {MAX_RESULT_BYTES} are kept"
+        ).to_dict()
+    return Outcome(
+        task_id=attempt.task_id,
+        fence=attempt.fence,
+        status=status,
+        result=result,
+        error=orjson.dumps(error).decode() if error else None,
+        retryable=retryable,
+        outputs=outputs,
+    )
 
 
 class Dispatcher:
@@ -87,20 +116,7 @@ class Dispatcher:
             container.last_active = now
 
     async def on_done(self, process: ProcessHandle, attempt: Attempt, msg: dict[str, Any]) -> None:
-        status = TaskStatus.COMPLETE if msg.get("status") == "COMPLETE" else TaskStatus.FAILED
-        error = msg.get("error")
-        outputs = [(o["name"], base64.b64decode(o["data"])) for o in msg.get("outputs") or ()]
-        self.report(
-            Outcome(
-                task_id=attempt.task_id,
-                fence=attempt.fence,
-                status=status,
-                result=msg.get("result"),
-                error=orjson.dumps(error).decode() if error else None,
-                retryable=bool(msg.get("retryable")),
-                outputs=outputs,
-            )
-        )
+        self.report(done_outcome(attempt, msg))
         runtime = self.stubs[process.stub_id]
         now = time.time()
         runtime.observe(now - attempt.dispatched_at)

@@ -219,7 +219,7 @@ routes: list[BaseRoute] = [
     _route("/healthz", health.healthz, "GET", "Liveness", HealthOut, (), auth=None),
     _route("/readyz", health.readyz, "GET", "Readiness: the store answers", HealthOut, (),
            auth=None),
-    _route("/metrics", health.metrics, "GET", "Prometheus metrics", None, (), auth=None,
+    _route("/metrics", health.metrics, "GET", "Prometheus metrics", None, (401,),
            response_class=Response, media_type=CONTENT_TYPE),
     *docs_routes,
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.responses import Response
 
+from conveyor.server.gateway.auth import bearer_candidates, require_workspace
 from conveyor.server.gateway.metrics import CONTENT_TYPE
 from conveyor.server.gateway.responses import OrjsonResponse
 from conveyor.server.gateway.state import gateway_state
@@ -22,5 +23,12 @@ async def readyz(request: Request) -> OrjsonResponse:
 
 
 async def metrics(request: Request) -> Response:
+    """A workspace's token sees its own queues; an operator token every workspace's."""
     state = gateway_state(request)
-    return Response(await state.metrics.render(state.store), media_type=CONTENT_TYPE)
+    workspace = None if await _is_operator(request) else await require_workspace(request)
+    return Response(await state.metrics.render(state.store, workspace), media_type=CONTENT_TYPE)
+
+
+async def _is_operator(request: Request) -> bool:
+    candidates = bearer_candidates(request.headers.get("authorization") or "")
+    return bool(candidates) and await gateway_state(request).store.is_operator_token(candidates[0])

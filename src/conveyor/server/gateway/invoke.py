@@ -2,7 +2,12 @@
 
 A body is a JSON object. With ``args`` (a list) and/or ``kwargs`` (an object) those are the
 call's arguments and other top-level keys join the keyword arguments; without them every
-top-level key is a keyword argument. ``callback_url`` is taken out and kept on the task.
+top-level key is a keyword argument. ``callback_url`` is taken out and kept on the task,
+except on the public route (no token), which ignores it: the queue's own callback_url applies
+(DESIGN A13), so an anonymous caller cannot make the server POST to an address of its choice.
+
+An ``Idempotency-Key`` is scoped to the queue (by the store) and to the caller: a public call's
+keys live apart from the keys of token holders, so it can neither claim nor read theirs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ from conveyor.server.gateway.state import GatewayState, gateway_state
 from conveyor.server.store.records import NewTask, Stub, Workspace
 
 _VERSION = re.compile(r"v(\d{1,9})")
+#: Tasks a batch (or cancel) call may name (DESIGN A13).
+MAX_TASKS_PER_CALL = 1000
+#: The prefix of idempotency keys sent on the public route.
+_PUBLIC_KEY_SCOPE = "public:"
 
 StubResolver = Callable[[Request], Awaitable[Stub]]
 Action = Callable[[Request, Stub], Awaitable[OrjsonResponse]]
@@ -35,10 +44,15 @@ def parse_call(
     body: Mapping[str, Any],
     default_callback_url: str | None = None,
     idempotency_key: str | None = None,
+    *,
+    allow_callback_url: bool = True,
 ) -> NewTask:
-    """One request body → the task to insert; ``BadRequest`` names what is wrong."""
+    """One request body → the task to insert; ``BadRequest`` names what is wrong. Without
+    ``allow_callback_url`` a ``callback_url`` key is dropped (not passed to the handler)."""
     fields = dict(body)
     callback_url = fields.pop("callback_url", None)
+    if not allow_callback_url:
+        callback_url = None
     if callback_url is not None and not _is_http_url(callback_url):
         raise BadRequest(f"callback_url must be an http(s) URL, got {callback_url!r}")
     if "args" in fields or "kwargs" in fields:
@@ -107,6 +121,7 @@ async def public_stub(request: Request) -> Stub:
         raise NotFound(f"unknown stub {stub_id!r}")
     if stub.queue_config.authorized:
         raise Unauthorized("this queue requires a token; call /taskqueue/<name> with one")
+    request.state.public_call = True
     return stub
 
 
@@ -121,12 +136,25 @@ async def _resolve(request: Request, workspace: Workspace, name: str, version: i
 # -- what the route does with it ---------------------------------------------------------------
 
 
+def _is_public(request: Request) -> bool:
+    return bool(getattr(request.state, "public_call", False))
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """The header's key, in the caller's scope (the store adds the queue's)."""
+    key = request.headers.get("idempotency-key") or None
+    if key is not None and _is_public(request):
+        return _PUBLIC_KEY_SCOPE + key
+    return key
+
+
 async def enqueue_one(request: Request, stub: Stub) -> OrjsonResponse:
     config = stub.queue_config
     task = parse_call(
         await read_object(request),
         config.callback_url,
-        request.headers.get("idempotency-key") or None,
+        _idempotency_key(request),
+        allow_callback_url=not _is_public(request),
     )
     state = gateway_state(request)
     ids = await state.store.enqueue(stub, [task], config.max_pending_tasks)
@@ -139,15 +167,25 @@ async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
     items = body.get("tasks")
     if not isinstance(items, list):
         raise BadRequest('body must be {"tasks": [<task body>, ...]}')
+    if len(items) > MAX_TASKS_PER_CALL:
+        raise BadRequest(
+            f"a batch names at most {MAX_TASKS_PER_CALL} tasks, got {len(items)}"
+        )
     config = stub.queue_config
-    key = request.headers.get("idempotency-key") or None
+    key = _idempotency_key(request)
+    public = _is_public(request)
     tasks = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             raise BadRequest(f"tasks[{index}] must be a JSON object")
         try:
             tasks.append(
-                parse_call(item, config.callback_url, f"{key}#{index}" if key else None)
+                parse_call(
+                    item,
+                    config.callback_url,
+                    f"{key}#{index}" if key else None,
+                    allow_callback_url=not public,
+                )
             )
         except BadRequest as exc:
             raise BadRequest(f"tasks[{index}]: {exc.message}") from None

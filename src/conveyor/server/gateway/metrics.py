@@ -1,8 +1,10 @@
 """Prometheus metrics, in a registry of the app's own (several apps may live in one process).
 
-Gauges are read from the store at scrape time. The two histograms are fed from terminal
-tasks this gateway process renders (status reads, lists, subscriptions), each task once: they
-describe the tasks the gateway's users looked at, not every task the system ran.
+Gauges are read from the store at scrape time, into a registry made for that scrape: a
+workspace's token sees its own queues only, an operator token every workspace's (DESIGN A13).
+The two histograms are fed from terminal tasks this gateway process renders (status reads,
+lists, subscriptions), each task once: they describe the tasks the gateway's users looked at,
+not every task the system ran. They mix workspaces, so only an operator sees them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_late
 
 from conveyor.clock import from_us
 from conveyor.server.store.base import Store
-from conveyor.server.store.records import TaskRecord
+from conveyor.server.store.records import TaskRecord, Workspace
 from conveyor.tasks import TaskStatus, is_terminal
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -25,17 +27,6 @@ _BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, float("
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = ["workspace", "queue"]
-        self.tasks = Gauge(
-            "conveyor_tasks", "Tasks by status.", [*labels, "status"], registry=self.registry
-        )
-        self.queue_depth = Gauge(
-            "conveyor_queue_depth", "Tasks waiting to run (PENDING + RETRY).", labels,
-            registry=self.registry,
-        )
-        self.containers = Gauge(
-            "conveyor_active_containers", "Live containers.", labels, registry=self.registry
-        )
         self.duration = Histogram(
             "conveyor_task_duration_seconds", "started_at to ended_at of finished tasks.",
             buckets=_BUCKETS, registry=self.registry,
@@ -58,19 +49,31 @@ class GatewayMetrics:
             if task.ended_at is not None:
                 self.duration.observe(max(0.0, from_us(task.ended_at - task.started_at)))
 
-    async def render(self, store: Store) -> bytes:
-        """Refresh the gauges from the store and return the exposition text."""
-        workspace_ids = {stub.workspace_id for stub in await store.list_stubs()}
-        self.tasks.clear()
-        self.queue_depth.clear()
-        self.containers.clear()
-        for workspace_id in sorted(workspace_ids):
-            workspace = await store.get_workspace(workspace_id)
-            ws_name = workspace.name if workspace else workspace_id
-            for summary in await store.queue_summaries(workspace_id):
-                self.queue_depth.labels(ws_name, summary.name).set(summary.queue_depth)
-                self.containers.labels(ws_name, summary.name).set(summary.active_containers)
+    async def render(self, store: Store, workspace: Workspace | None) -> bytes:
+        """The exposition text: ``workspace``'s queues, or with None (an operator) every
+        workspace's queues and the histograms."""
+        registry = CollectorRegistry(auto_describe=True)
+        labels = ["workspace", "queue"]
+        tasks = Gauge("conveyor_tasks", "Tasks by status.", [*labels, "status"],
+                      registry=registry)
+        queue_depth = Gauge("conveyor_queue_depth", "Tasks waiting to run (PENDING + RETRY).",
+                            labels, registry=registry)
+        containers = Gauge("conveyor_active_containers", "Live containers.", labels,
+                           registry=registry)
+        if workspace is not None:
+            workspaces = [workspace]
+        else:
+            ids = sorted({stub.workspace_id for stub in await store.list_stubs()})
+            found = [await store.get_workspace(workspace_id) for workspace_id in ids]
+            workspaces = [w for w in found if w is not None]
+        for ws in workspaces:
+            for summary in await store.queue_summaries(ws.id):
+                queue_depth.labels(ws.name, summary.name).set(summary.queue_depth)
+                containers.labels(ws.name, summary.name).set(summary.active_containers)
                 for status in TaskStatus:
                     count = summary.counts.get(status, 0)
-                    self.tasks.labels(ws_name, summary.name, status.value).set(count)
-        return generate_latest(self.registry)
+                    tasks.labels(ws.name, summary.name, status.value).set(count)
+        text = generate_latest(registry)
+        if workspace is None:
+            text += generate_latest(self.registry)
+        return text

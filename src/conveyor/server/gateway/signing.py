@@ -25,6 +25,10 @@ KEYS_REFRESH_S = 5.0
 #: key another gateway has just rotated to verify at once, and forged links cannot make every
 #: request ask the store.
 MISS_REFRESH_S = 1.0
+#: An ``expires`` longer than this is no unix time of ours (and ``int()`` of a 5,000-digit
+#: string raises); a signature is 64 hex digits.
+_MAX_EXPIRES_DIGITS = 16
+_SIGNATURE_LENGTH = 64
 
 
 def _signature(key: str, output_id: str, name: str, expires: int) -> str:
@@ -54,6 +58,14 @@ class LinkKeys:
         )
 
 
+def _is_ascii_digits(text: str, max_length: int) -> bool:
+    return 0 < len(text) <= max_length and text.isascii() and text.isdigit()
+
+
+def _is_ascii_hex(text: str) -> bool:
+    return text.isascii() and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
 class OutputSigner:
     """The store's keys, cached; ``keys()`` signs, ``is_valid`` checks a link."""
 
@@ -78,14 +90,20 @@ class OutputSigner:
     async def is_valid(
         self, output_id: str, name: str, expires: str | None, signature: str | None, now: float
     ) -> bool:
-        """True when the signature matches and ``expires`` (unix seconds) is not past."""
-        if not expires or not signature or not expires.isdigit() or int(expires) < now:
+        """True when the signature matches and ``expires`` (unix seconds) is not past. Any
+        malformed value (non-ASCII digits, far too long, not hex) is simply not valid."""
+        if not expires or not signature or not _is_ascii_digits(expires, _MAX_EXPIRES_DIGITS):
+            return False
+        if len(signature) != _SIGNATURE_LENGTH or not _is_ascii_hex(signature):
+            return False
+        expires_at = int(expires)
+        if expires_at < now:
             return False
         keys = await self.keys()
-        if keys.verifies(output_id, name, int(expires), signature):
+        if keys.verifies(output_id, name, expires_at, signature):
             return True
         fresh = await self._read(MISS_REFRESH_S)
-        return fresh is not keys and fresh.verifies(output_id, name, int(expires), signature)
+        return fresh is not keys and fresh.verifies(output_id, name, expires_at, signature)
 
     async def _read(self, max_age: float) -> LinkKeys:
         keys = self._keys

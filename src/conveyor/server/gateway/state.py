@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fastapi import Request
 
@@ -42,10 +42,30 @@ class GatewayState:
         return workspace
 
     def base_url(self, request: Request) -> str:
-        """The public base URL, without a trailing slash."""
+        """The public base URL, without a trailing slash: ``public_url``, else the address the
+        connection was accepted on (the ASGI ``server``), never the request's ``Host`` header,
+        which the caller chooses (DESIGN A13)."""
         if self.settings.public_url:
             return self.settings.public_url.rstrip("/")
-        return str(request.base_url).rstrip("/")
+        scheme = "https" if request.scope.get("scheme") in ("https", "wss") else "http"
+        server = request.scope.get("server")
+        if not server or server[0] is None:
+            return f"{scheme}://127.0.0.1"
+        host, port = str(server[0]), server[1]
+        if ":" in host:
+            host = f"[{host}]"
+        default = 443 if scheme == "https" else 80
+        return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
+
+
+def with_bound_url(settings: GatewaySettings, host: str, port: int) -> GatewaySettings:
+    """``settings`` with ``public_url`` set to the bound address when not given. On a wildcard
+    address (0.0.0.0, ::) it stays unset: each link then names the local address the caller's
+    connection reached (still never the ``Host`` header)."""
+    if settings.public_url or host in ("", "0.0.0.0", "::"):
+        return settings
+    shown = f"[{host}]" if ":" in host else host
+    return replace(settings, public_url=f"http://{shown}:{port}")
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -74,6 +74,12 @@ class Store(Protocol):
 
     async def authenticate(self, token: str) -> Workspace | None: ...
 
+    async def create_operator_token(self, token: str | None = None) -> str:
+        """A token bound to no workspace: it reads ``/metrics`` of all of them and
+        authenticates no workspace route (kept apart from workspace tokens)."""
+
+    async def is_operator_token(self, token: str) -> bool: ...
+
     # -- server keys (signed output links) -----------------------------------------------------
     async def server_keys(self) -> ServerKeys:
         """The current key and the previous one; the first call on a new store creates the key,
@@ -118,9 +124,10 @@ class Store(Protocol):
 
         Raises ``PendingLimitExceeded`` when PENDING+RETRY+RUNNING tasks of the stub plus the
         new ones would exceed ``max_pending`` (checked atomically with the insert). A task whose
-        idempotency key was used in the workspace within 24 h is not created; the earlier id is
-        returned in its place. ``ttl_s``, ``max_retries``, ``timeout_s`` and ``retry_backoff_s``
-        are copied from the stub config so a task keeps the policy it was enqueued under.
+        idempotency key was used on the same queue (stub name) of the workspace within 24 h is
+        not created; the earlier id is returned in its place. ``ttl_s``, ``max_retries``,
+        ``timeout_s`` and ``retry_backoff_s`` are copied from the stub config so a task keeps
+        the policy it was enqueued under.
         """
 
     async def claim(
@@ -213,9 +220,15 @@ class Store(Protocol):
 
     # -- callbacks outbox ----------------------------------------------------------------------
     async def claim_callbacks(
-        self, limit: int, lease_s: float, now: float | None = None
+        self,
+        limit: int,
+        lease_s: float,
+        now: float | None = None,
+        *,
+        per_workspace: int | None = None,
     ) -> list[Callback]:
-        """Undelivered callbacks that are due, leased for ``lease_s`` so one sender has each."""
+        """Undelivered callbacks that are due, leased for ``lease_s`` so one sender has each;
+        with ``per_workspace``, at most that many leased at once per workspace."""
 
     async def callback_delivered(self, callback_id: str, now: float | None = None) -> None: ...
 

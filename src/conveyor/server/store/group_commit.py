@@ -123,7 +123,9 @@ class Enqueuer:
             keyed = any(task.idempotency_key is not None for task in call.tasks)
             if keyed:
                 await tx.execute("SAVEPOINT enqueue_call")
-            ids, create = await _reserve_ids(tx, call.stub.workspace_id, call.tasks, call.t)
+            ids, create = await _reserve_ids(
+                tx, call.stub.workspace_id, call.stub.name, call.tasks, call.t
+            )
             if create and in_flight[stub_id] + len(create) > call.max_pending:
                 if keyed:
                     await tx.execute("ROLLBACK TO SAVEPOINT enqueue_call")
@@ -144,15 +146,25 @@ class Enqueuer:
         return outcomes
 
 
+def scoped_key(queue: str, key: str) -> str:
+    """The stored form of an idempotency key: scoped to its queue, so two queues' keys never
+    collide. (Rows stored before the scope have a bare key; they match nothing new and expire
+    within the window.)"""
+    return f"q{len(queue)}:{queue}:{key}"
+
+
 async def _reserve_ids(
-    tx: Tx, workspace_id: str, tasks: Sequence[NewTask], t: int
+    tx: Tx, workspace_id: str, queue: str, tasks: Sequence[NewTask], t: int
 ) -> tuple[list[str], list[int]]:
     """Ids for ``tasks`` (earlier ones for live idempotency keys) and the indexes to create."""
     ids = [str(uuid.uuid4()) for _ in tasks]
     first: dict[str, int] = {}
     create: list[int] = []
-    for i, new in enumerate(tasks):
-        key = new.idempotency_key
+    keys = [
+        None if new.idempotency_key is None else scoped_key(queue, new.idempotency_key)
+        for new in tasks
+    ]
+    for i, key in enumerate(keys):
         if key is None:
             create.append(i)
         elif key in first:
@@ -180,8 +192,7 @@ async def _reserve_ids(
         existing: dict[str, str] = {row[0]: row[1] for row in rows}
         for key in lost:
             ids[first[key]] = existing[key]
-    for i, new in enumerate(tasks):
-        key = new.idempotency_key
+    for i, key in enumerate(keys):
         if key is not None:
             ids[i] = ids[first[key]]
             if first[key] == i and key not in lost:

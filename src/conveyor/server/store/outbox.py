@@ -24,21 +24,52 @@ class OutboxMixin:
     _skip_locked: str
 
     async def claim_callbacks(
-        self, limit: int, lease_s: float, now: float | None = None
+        self,
+        limit: int,
+        lease_s: float,
+        now: float | None = None,
+        *,
+        per_workspace: int | None = None,
     ) -> list[Callback]:
-        """Due callbacks, leased for ``lease_s``; ``attempts`` counts this delivery too."""
+        """Due callbacks, leased for ``lease_s``; ``attempts`` counts this delivery too.
+
+        With ``per_workspace``, a workspace gets only as many as it has slots free: its rows
+        leased now (by any sender) and the ones claimed here together are at most that many,
+        so one tenant's slow receivers never hold the slots of another's callbacks.
+        """
         if limit <= 0:
             return []
         t = now_us(now)
+        lease_until = t + clock.to_us(lease_s)
+        if per_workspace is None:
+            picked = (
+                "SELECT id FROM callbacks WHERE state = 'PENDING'"
+                " AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)"
+                f" ORDER BY next_attempt_at LIMIT ?{self._skip_locked}"
+            )
+            params: list[object] = [t, t, limit]
+        else:
+            # No row locks here (a window cannot take them): the UPDATE re-checks the lease,
+            # so two senders racing for a row lease it once.
+            picked = (
+                "SELECT r.id FROM (SELECT id, workspace_id, next_attempt_at, ROW_NUMBER()"
+                " OVER (PARTITION BY workspace_id ORDER BY next_attempt_at) AS n"
+                " FROM callbacks WHERE state = 'PENDING' AND next_attempt_at <= ?"
+                " AND (leased_until IS NULL OR leased_until <= ?)) r"
+                " LEFT JOIN (SELECT workspace_id, COUNT(*) AS busy FROM callbacks"
+                " WHERE state = 'PENDING' AND leased_until > ? GROUP BY workspace_id) b"
+                " ON b.workspace_id = r.workspace_id"
+                " WHERE r.n + COALESCE(b.busy, 0) <= ? ORDER BY r.next_attempt_at LIMIT ?"
+            )
+            params = [t, t, t, per_workspace, limit]
         rows = await self.driver.write(
             lambda tx: tx.execute(
-                "WITH picked AS MATERIALIZED (SELECT id FROM callbacks WHERE state = 'PENDING'"
-                " AND next_attempt_at <= ? AND (leased_until IS NULL OR leased_until <= ?)"
-                f" ORDER BY next_attempt_at LIMIT ?{self._skip_locked})"
+                f"WITH picked AS MATERIALIZED ({picked})"
                 " UPDATE callbacks SET leased_until = ?, attempts = attempts + 1"
                 " WHERE id IN (SELECT id FROM picked) AND state = 'PENDING'"
+                " AND (leased_until IS NULL OR leased_until <= ?)"
                 " RETURNING id, task_id, workspace_id, url, status, body, attempts",
-                [t, t, limit, t + clock.to_us(lease_s)],
+                [*params, lease_until, t],
             )
         )
         return [

@@ -70,9 +70,14 @@ def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, number = text.partition(":")
-        if prefix != "seq" or not number.isdigit():
+        # ASCII digits that fit a signed 64-bit column: a larger number would reach the SQL
+        # driver and fail there (OverflowError, out of range) instead of being a bad cursor.
+        if prefix != "seq" or not (number.isascii() and number.isdigit()) or len(number) > 19:
             raise ValueError
-        return int(number)
+        seq = int(number)
+        if seq >= 2**63:
+            raise ValueError
+        return seq
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValueError(f"malformed cursor {cursor!r}") from None
 

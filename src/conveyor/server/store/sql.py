@@ -115,6 +115,8 @@ class SqlStore(
         async def op(tx: Tx) -> None:
             if not await tx.execute("SELECT 1 FROM workspaces WHERE id = ?", [workspace_id]):
                 raise NotFound(f"workspace {workspace_id} not found")
+            if await tx.execute("SELECT 1 FROM operator_tokens WHERE hash = ?", [digest]):
+                raise StoreError("this token is an operator token")
             await tx.execute(
                 "INSERT INTO tokens (hash, workspace_id, created_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (hash) DO NOTHING",
@@ -137,6 +139,29 @@ class SqlStore(
             )
         )
         return to_workspace(rows[0]) if rows else None
+
+    async def create_operator_token(self, token: str | None = None) -> str:
+        clear = token if token is not None else secrets.token_urlsafe(32)
+        digest = hashlib.sha256(clear.encode()).hexdigest()
+
+        async def op(tx: Tx) -> None:
+            if await tx.execute("SELECT 1 FROM tokens WHERE hash = ?", [digest]):
+                raise StoreError("this token already belongs to a workspace")
+            await tx.execute(
+                "INSERT INTO operator_tokens (hash, created_at) VALUES (?, ?)"
+                " ON CONFLICT (hash) DO NOTHING",
+                [digest, now_us(None)],
+            )
+
+        await self.driver.write(op)
+        return clear
+
+    async def is_operator_token(self, token: str) -> bool:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        rows = await self.driver.read(
+            lambda tx: tx.execute("SELECT 1 FROM operator_tokens WHERE hash = ?", [digest])
+        )
+        return bool(rows)
 
     # -- stubs, deployments, code objects ----------------------------------------------------
     async def _store_object(self, tx: Tx, workspace_id: str, code: bytes, t: int) -> int:

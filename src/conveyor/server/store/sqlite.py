@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 import weakref
@@ -97,6 +98,21 @@ def _drive(coro: Coroutine[Any, Any, T]) -> T:
     raise StoreError("a SQLite transaction awaited something other than its statements")
 
 
+def _create_private(path: Path) -> None:
+    """Create the store file 0600 before SQLite opens it (its -wal and -shm files take the
+    database file's mode), and take group and other bits off an existing one (DESIGN A13)."""
+    if str(path) == ":memory:":
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot create {path}: {exc}") from None
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):  # gone, or another user's: SQLite will say
+            if name.stat().st_mode & 0o077:
+                name.chmod(0o600)
+
+
 class SqliteDriver:
     dialect = DIALECT
 
@@ -156,6 +172,7 @@ class SqliteDriver:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the folder of {self.path}: {exc}") from None
+        _create_private(self.path)
         self._write_conn = self._new_connection()
         self._read_conn = self._new_connection()
 
