@@ -21,6 +21,7 @@ from conveyor.server.store.records import (
     Outcome,
     OutputInfo,
     QueueSummary,
+    Revoked,
     ServerKeys,
     Stub,
     StubLoad,
@@ -37,6 +38,8 @@ IDEMPOTENCY_WINDOW_S = 24 * 3600.0
 #: A container whose heartbeat is older than this is not live.
 CONTAINER_STALE_S = 15.0
 DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
+#: A dashboard session lasts this long after sign-in.
+DASHBOARD_SESSION_TTL_S = 12 * 3600.0
 
 
 class Subscription(Protocol):
@@ -79,6 +82,25 @@ class Store(Protocol):
         authenticates no workspace route (kept apart from workspace tokens)."""
 
     async def is_operator_token(self, token: str) -> bool: ...
+
+    async def revoke_token(self, token: str) -> Revoked:
+        """Delete a workspace token and every dashboard session made from it."""
+
+    async def revoke_workspace_tokens(self, workspace_name: str) -> Revoked | None:
+        """Delete every token of the workspace called ``workspace_name`` and every dashboard
+        session of it; None when there is no such workspace."""
+
+    # -- dashboard sessions ------------------------------------------------------------------
+    async def create_dashboard_session(
+        self, token: str, ttl_s: float = DASHBOARD_SESSION_TTL_S, now: float | None = None
+    ) -> str | None:
+        """A new session id (in clear; stored hashed) for a valid workspace ``token``, lasting
+        ``ttl_s``; None when the token is not a workspace token. Expired sessions are swept."""
+
+    async def dashboard_session(self, session: str, now: float | None = None) -> Workspace | None:
+        """The workspace of a session not expired whose token still exists, else None."""
+
+    async def delete_dashboard_session(self, session: str) -> None: ...
 
     # -- server keys (signed output links) -----------------------------------------------------
     async def server_keys(self) -> ServerKeys:

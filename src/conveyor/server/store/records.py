@@ -235,6 +235,14 @@ class ServerKeys:
     previous: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What a token revocation deleted: API tokens and the dashboard sessions made from them."""
+
+    tokens: int
+    sessions: int
+
+
 EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed"]
 
 

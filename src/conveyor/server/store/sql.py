@@ -8,8 +8,9 @@ attempt are also fenced (``AND fence = ?``), so a refused write matches no row a
 :class:`SqlStore` holds workspaces, stubs and containers here and takes the rest from its
 parts: task attempts (``attempts.py``, ``finish.py``, ``sweep.py``), reads (``queries.py``),
 the callbacks outbox (``outbox.py``), the server keys (``keys.py``), the agents directory
-(``agents.py``) and group-committed enqueues (``group_commit.py``). The driver seam is in
-``driver.py``, re-exported here.
+(``agents.py``), dashboard sessions and token revocation (``sessions.py``) and
+group-committed enqueues (``group_commit.py``). The driver seam is in ``driver.py``,
+re-exported here.
 """
 
 from __future__ import annotations
@@ -50,13 +51,15 @@ from conveyor.server.store.row_mapping import (
     to_stub,
     to_workspace,
 )
+from conveyor.server.store.sessions import SessionsMixin
 from conveyor.server.store.sweep import SweepMixin
 
 __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migrations"]
 
 
 class SqlStore(
-    AttemptsMixin, FinishMixin, SweepMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin
+    AttemptsMixin, FinishMixin, SweepMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin,
+    SessionsMixin,
 ):
     """``conveyor.server.store.base.Store`` over a :class:`Driver`."""
 
