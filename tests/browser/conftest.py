@@ -137,9 +137,20 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(20_000)
     signed_in = context.new_page()
+    violations = csp_violations(signed_in)
     sign_in(signed_in, server)
     yield signed_in
     context.close()
+    assert violations == [], "the page broke its Content-Security-Policy"
+
+
+def csp_violations(page: Any) -> list[str]:
+    """The Content-Security-Policy refusals the browser reports on ``page`` (filled as they
+    come): an inline script or style, or a resource the policy does not allow."""
+    found: list[str] = []
+    page.on("console", lambda message: found.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    return found
 
 
 def sign_in(page: Any, server: Server) -> None:

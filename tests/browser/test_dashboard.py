@@ -13,7 +13,7 @@ import httpx
 from conveyor.queue_config import QueueConfig
 from conveyor.server.run import DEFAULT_WORKSPACE
 from conveyor.server.store import open_store
-from tests.browser.conftest import Server, screenshot
+from tests.browser.conftest import Server, csp_violations, screenshot
 
 
 def badge_is(page: Any, selector: str, status: str) -> None:
@@ -28,24 +28,43 @@ def test_sign_in_rejects_a_wrong_token_and_sign_out_forgets_the_cookie(
 ) -> None:
     context = browser.new_context(viewport={"width": 1100, "height": 700})
     page = context.new_page()
+    violations = csp_violations(page)
     page.goto(f"{server.url}/dashboard/tasks")
     assert "/dashboard/signin" in page.url
     screenshot(page, "signin.png")
+    # The form carries the CSRF token of its HttpOnly pre-session cookie.
+    assert len(page.input_value("input[name=csrf]")) == 64
     page.fill("#token", "not-a-token")
     page.click("button[type=submit]")
     assert "not valid" in page.inner_text("[role=alert]")
 
     page.fill("#token", server.token)
-    page.click("button[type=submit]")
+    with page.expect_response(lambda r: r.url.endswith("/dashboard/tasks")) as landed:
+        page.click("button[type=submit]")
     page.wait_for_url(f"{server.url}/dashboard/tasks")  # back where the sign-in began
-    (cookie,) = [c for c in context.cookies() if c["name"] == "conveyor_token"]
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    assert page.evaluate("document.cookie") == ""  # scripts never see the token
+    headers = landed.value.all_headers()
+    assert headers["x-frame-options"] == "DENY"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["content-security-policy"].startswith("default-src 'self'")
+    cookies = {c["name"]: c for c in context.cookies()}
+    cookie = cookies["conveyor_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/dashboard"
+    assert cookie["value"] != server.token and server.token not in str(cookies)
+    assert set(cookies) == {"conveyor_session"}  # the pre-session cookie is gone
+    assert page.evaluate("document.cookie") == ""  # scripts never see the cookie
 
-    page.click("#signout")
+    # Sign-out is a form's button: a POST carrying the session's CSRF token.
+    with page.expect_request(lambda r: r.url.endswith("/dashboard/signout")) as sent:
+        page.click("#signout")
+    assert sent.value.method == "POST" and "csrf=" in (sent.value.post_data or "")
     page.wait_for_url("**/dashboard/signin")
     page.goto(f"{server.url}/dashboard/")
     assert "/dashboard/signin" in page.url
+    # The signed-out session's id is refused even if a copy of the cookie is sent again.
+    context.add_cookies([{**cookie, "sameSite": "Strict"}])
+    page.goto(f"{server.url}/dashboard/")
+    assert "/dashboard/signin" in page.url
+    assert violations == []
     context.close()
 
 
@@ -214,12 +233,23 @@ def test_an_unknown_queue_is_said_not_shown_as_all_queues(page: Any, server: Ser
     assert page.locator("table.tasks").count() == 0  # no "No tasks match" as if it were empty
 
 
-def test_dashboard_scripts_need_the_cookie(server: Server) -> None:
+def test_dashboard_scripts_need_the_session_and_its_csrf_token(
+    browser: Any, page: Any, server: Server
+) -> None:
     response = httpx.post(f"{server.url}/dashboard/live/cancel", json={"task_ids": []})
     assert response.status_code == 401
-    signed_in = httpx.Client(base_url=server.url, cookies={"conveyor_token": server.token})
-    # A cross-site form cannot add the header, so cancel refuses without it.
+    # The raw token in a cookie (as earlier versions kept it) is no session.
+    raw = httpx.Client(base_url=server.url, cookies={"conveyor_session": server.token,
+                                                     "conveyor_token": server.token})
+    assert raw.post("/dashboard/live/cancel", json={"task_ids": []}).status_code == 401
+    # The signed-in browser's session cookie without the page's CSRF header (what a
+    # cross-site request would carry, SameSite aside) is refused.
+    (session,) = [c["value"] for c in page.context.cookies() if c["name"] == "conveyor_session"]
+    signed_in = httpx.Client(base_url=server.url, cookies={"conveyor_session": session})
     assert signed_in.post("/dashboard/live/cancel", json={"task_ids": []}).status_code == 403
+    csrf = page.eval_on_selector("body", "b => b.dataset.csrf")
+    answer = signed_in.post("/dashboard/live/cancel", json={"task_ids": []},
+                            headers={"X-Conveyor-CSRF": csrf})
+    assert answer.status_code == 200
     # The JSON API itself still wants a Bearer token: the cookie does not widen it.
     assert signed_in.get("/v2/task/").status_code == 401
-

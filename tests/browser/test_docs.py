@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.conftest import Server
+from tests.browser.conftest import Server, csp_violations
 
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 
@@ -36,9 +36,12 @@ def offline(browser: Any) -> Iterator[tuple[Any, list[str]]]:
 
 def test_swagger_ui_renders_offline(offline: tuple[Any, list[str]], server: Server) -> None:
     page, blocked = offline
-    page.goto(f"{server.url}/docs")
+    violations = csp_violations(page)
+    answer = page.goto(f"{server.url}/docs")
+    assert "script-src 'self' 'sha256-" in answer.headers["content-security-policy"]
     operation = page.locator(".opblock", has=page.locator("[data-path='/v2/task/{task_id}/']"))
     operation.first.wait_for(state="visible")
     page.wait_for_load_state("networkidle")
     assert blocked == []
+    assert violations == []  # Swagger UI runs under the page's Content-Security-Policy
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -10,8 +10,12 @@ from conveyor.cli.options import StoreOpt
 from conveyor.cli.report import out, run
 from conveyor.server.settings import DEFAULT_STORE
 
+if TYPE_CHECKING:
+    from conveyor.server.store.records import Revoked
+
 token_app = typer.Typer(
-    help="Manage API tokens.\n\nExample: conveyor token create --workspace acme",
+    help="Manage API tokens.\n\nExample: conveyor token create --workspace acme\n\n"
+    "Example: conveyor token revoke TOKEN",
     no_args_is_help=True,
 )
 workspace_app = typer.Typer(
@@ -86,6 +90,66 @@ def token_create(
     token = run(_create_token(store, workspace))
     out.print(f"token for workspace {workspace}:", highlight=False)
     print(token)
+
+
+async def _revoke(store_url: str, token: str | None, workspace: str | None) -> Revoked | None:
+    from conveyor.server.store import open_store
+
+    store = open_store(store_url)
+    await store.open()
+    try:
+        if token is not None:
+            return await store.revoke_token(token)
+        assert workspace is not None
+        return await store.revoke_workspace_tokens(workspace)
+    finally:
+        await store.close()
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token: Annotated[
+        str | None,
+        typer.Argument(help="The token to revoke (as `token create` printed it).",
+                       show_default=False),
+    ] = None,
+    all_tokens: Annotated[
+        bool,
+        typer.Option("--all", help="Revoke every token of --workspace."),
+    ] = False,
+    workspace: Annotated[
+        str | None,
+        typer.Option("--workspace", "-w", help="With --all: the workspace name.",
+                     show_default=False),
+    ] = None,
+    store: StoreOpt = DEFAULT_STORE,
+) -> None:
+    """Revoke a workspace token, or all of a workspace's: the API refuses it (running
+    gateways within 5 s) and every dashboard session signed in with it is signed out at once.
+
+    Example: conveyor token revoke cv_0123abcd...
+
+    Example: conveyor token revoke --all --workspace acme
+
+    A `conveyor serve --token T` started again stores T again.
+    """
+    if all_tokens == (token is not None):
+        raise typer.BadParameter("give either a TOKEN or --all --workspace NAME")
+    if token is None and workspace is None:
+        raise typer.BadParameter("--all needs --workspace NAME")
+    if token is not None and workspace is not None:
+        raise typer.BadParameter("--workspace goes with --all; drop it to revoke one token")
+    revoked = run(_revoke(store, token, workspace))
+    if revoked is None:
+        out.print(f"no workspace called {workspace}", highlight=False)
+        raise typer.Exit(1)
+    if token is not None and revoked.tokens == 0:
+        out.print("no such workspace token; nothing revoked", highlight=False)
+        raise typer.Exit(1)
+    out.print(
+        f"revoked {revoked.tokens} token(s); signed out {revoked.sessions} dashboard session(s)",
+        highlight=False,
+    )
 
 
 @workspace_app.command("create")

@@ -13,6 +13,7 @@ from conveyor.server.dashboard import live, pages
 from conveyor.server.dashboard.session import PREFIX
 from conveyor.server.dashboard.session import live as live_route
 from conveyor.server.dashboard.session import page as page_route
+from conveyor.server.dashboard.session import write as write_route
 
 STATIC = Path(__file__).parent / "static"
 
@@ -31,9 +32,10 @@ _pages = Mount(
         Route("/tasks/{task_id}/detail", page_route(pages.task_detail), methods=["GET"]),
         Route("/signin", pages.signin_form, methods=["GET"]),
         Route("/signin", pages.signin, methods=["POST"]),
-        Route("/signout", pages.signout, methods=["GET"]),
+        # A POST with the session's CSRF token; a GET answers 405 and signs no one out.
+        Route("/signout", pages.signout, methods=["POST"]),
         Route("/live/tasks", live_route(live.subscribe), methods=["GET"]),
-        Route("/live/cancel", live_route(live.cancel), methods=["POST"]),
+        Route("/live/cancel", write_route(live.cancel), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ],
 )

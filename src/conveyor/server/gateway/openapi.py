@@ -5,6 +5,9 @@ it is blank). There is no ``/redoc``: ReDoc always fetches its logo from its ven
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,7 +143,7 @@ async def swagger_page(request: Request) -> HTMLResponse:
     # Behind a proxy's root_path, as FastAPI's own docs page does.
     root = str(request.scope.get("root_path", "")).rstrip("/")
     assets = root + DOCS_ASSETS
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url=root + str(request.app.openapi_url),
         title=f"{request.app.title} - Swagger UI",
         swagger_js_url=f"{assets}/swagger-ui-bundle.js",
@@ -148,6 +151,22 @@ async def swagger_page(request: Request) -> HTMLResponse:
         swagger_favicon_url=f"{assets}/favicon.png",
         oauth2_redirect_url=None,  # the tokens are Bearer/Basic: no OAuth2 flow to return to
     )
+    page.headers["Content-Security-Policy"] = _docs_policy(bytes(page.body))
+    return page
+
+
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
+def _docs_policy(body: bytes) -> str:
+    """The gateway's policy (``dispatch.SECURITY_HEADERS``) plus the page's inline script
+    (the Swagger UI start-up call) by its hash, and the ``data:`` images Swagger UI's CSS uses."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script).digest()).decode()}'"
+        for script in _INLINE_SCRIPT.findall(body)
+    )
+    return (f"default-src 'self'; script-src 'self' {hashes}; img-src 'self' data:;"
+            " base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 #: The docs page and its files, for the gateway's route table (no token, like /openapi.json).

@@ -3,6 +3,8 @@
 "use strict";
 
 const PREFIX = document.body.dataset.prefix;
+// The session's CSRF token: every state-changing call sends it (the cookie alone is refused).
+const CSRF = document.body.dataset.csrf;
 const TERMINAL = new Set(["COMPLETE", "CANCELLED", "TIMEOUT", "EXPIRED", "FAILED"]);
 const QUEUE_REFRESH_MS = 2000;
 
@@ -96,7 +98,7 @@ function taskPage() {
     note.textContent = "cancelling…";
     const response = await fetchSignedIn(PREFIX + "/live/cancel", {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-Conveyor-Dashboard": "1" },
+      headers: { "Content-Type": "application/json", "X-Conveyor-CSRF": CSRF },
       body: JSON.stringify({ task_ids: [id] }),
     });
     const answer = await response.json();
