@@ -81,6 +81,7 @@ class RunnerProcess:
     async def start(self) -> bool:
         """Spawn the process and wait until it is ready. False if it could not start."""
         command = [sys.executable, "-m", "conveyor.runner.main"]
+        options: int | None = None  # the pipe bwrap reads its options from
         if self._sandbox is None:  # one trust domain: the agent's environment, its user
             env = {
                 **os.environ,
@@ -93,15 +94,20 @@ class RunnerProcess:
             # its parent seen at start; bwrap dies with this agent, its namespace with it).
             code = os.path.realpath(str(self._init["code_root"]))
             self._init["code_root"] = code  # the path it is bound at inside
-            command = self._sandbox.argv(command, code)
+            command, options = sandbox.through_pipe(self._sandbox.argv(command, code))
             env = sandbox.environment(self._env)
-        self.proc = await asyncio.create_subprocess_exec(
-            *command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-            limit=2**20,
-        )
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+                limit=2**20,
+                pass_fds=() if options is None else (options,),
+            )
+        finally:
+            if options is not None:
+                os.close(options)
         self._reader = asyncio.create_task(self._read_loop())
         self._send({"op": "init", **self._init})
         with contextlib.suppress(TimeoutError):

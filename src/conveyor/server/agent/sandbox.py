@@ -157,7 +157,25 @@ class Sandbox:
                 args += ["--ro-bind", "/dev/null", str(path)]
             else:
                 args += [kind, str(path), str(path)]
-        return [*args, "--chdir", TMP, "--", *command]
+        # The root bwrap builds its mount points in is a tmpfs: read-only, so /tmp (and the
+        # sandbox's own /dev/shm) stay the only places a handler writes, beside the binds.
+        return [*args, "--remount-ro", "/", "--chdir", TMP, "--", *command]
+
+
+def through_pipe(argv: Sequence[str]) -> tuple[list[str], int]:
+    """``argv`` with bwrap's options moved to a pipe (``--args FD``): the paths it binds and
+    hides show neither in the host's ``ps`` nor in the sandbox's ``/proc/1/cmdline``. The
+    caller passes the returned fd to the child (``pass_fds``) and closes it after the spawn."""
+    split = list(argv).index("--")
+    options = b"".join(os.fsencode(arg) + b"\0" for arg in argv[1:split])
+    if len(options) >= 60_000:  # more than a pipe holds before a reader comes: keep argv
+        raise ValueError("too many sandbox options for a pipe")
+    read, write = os.pipe()
+    try:
+        os.write(write, options)
+    finally:
+        os.close(write)
+    return [argv[0], "--args", str(read), *argv[split:]], read
 
 
 def unavailable(bwrap: str = "bwrap") -> str | None:
