@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.sandboxing import sandbox_flags
+
 APP = '''
 import time
 from conveyor import task_queue
@@ -43,7 +45,7 @@ class Serve:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "serve", "app.py:square", "app.py:slow",
-             "--port", str(self.port)],
+             "--port", str(self.port), *sandbox_flags(folder)],
             cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,
         )

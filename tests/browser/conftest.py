@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.sandboxing import sandbox_flags
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -95,7 +97,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, chromium: Path) -> Iterator
     process = subprocess.Popen(
         [sys.executable, "-m", "conveyor", "serve",
          *(f"{HANDLERS}:{name}" for name in QUEUES),
-         "--port", str(port), "--token", TOKEN, "--store", store_url],
+         "--port", str(port), "--token", TOKEN, "--store", store_url, *sandbox_flags(folder)],
         cwd=folder, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

@@ -20,6 +20,7 @@ import orjson
 import pytest
 
 from conveyor.tasks import TaskStatus, is_terminal
+from tests.sandboxing import sandbox_flags
 
 HANDLERS = '''
     import time
@@ -197,7 +198,7 @@ def start_server(folder: Path, specs: Sequence[str] = ()) -> Server:
     with (folder / "serve.log").open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "conveyor", "serve", *specs, "--port", str(port),
-             "--store", store_url_of(folder)],
+             "--store", store_url_of(folder), *sandbox_flags(folder)],
             cwd=folder, env=clean_env(home_of(folder)), stdout=log, stderr=subprocess.STDOUT,
         )
     server = Server(folder, port, process)

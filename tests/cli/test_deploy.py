@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.conftest import Server, clean_env, one_error_line, stop_process
+from tests.sandboxing import sandbox_flags
 
 PROBE = '''
     import os
@@ -48,7 +49,8 @@ def worker(server: Server) -> Iterator[subprocess.Popen[bytes]]:
     folder.mkdir()
     with (folder / "worker.log").open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "--store", server.store_url],
+            [sys.executable, "-m", "conveyor", "worker", "--store", server.store_url,
+             *sandbox_flags(folder)],
             cwd=folder, env=clean_env(server.home), stdout=log, stderr=subprocess.STDOUT,
         )
     yield process

@@ -16,6 +16,7 @@ import pytest
 from conveyor.sdk.calls import ConveyorWarning
 from conveyor.sdk.client import Client
 from tests.cli.conftest import Server, clean_env, free_port, start_server, stop_process
+from tests.sandboxing import sandbox_flags
 
 WARNING = "Conveyor-Warning"
 
@@ -92,7 +93,8 @@ def test_an_enqueue_onto_a_version_nothing_runs_warns(served: Server, tmp_path: 
         assert "v1 (no agent) v2← (no agent)" in listed, listed
 
         worker = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "--store", served.store_url],
+            [sys.executable, "-m", "conveyor", "worker", "--store", served.store_url,
+             *sandbox_flags(tmp_path)],
             cwd=tmp_path, env=clean_env(served.home), stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -28,6 +28,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.sandboxing import sandbox_flags
+
 PG_USER = "postgres"
 
 
@@ -197,6 +199,9 @@ class Proc:
     stalls: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     #: Incarnation tag → wall-clock second it was SIGKILLed.
     deaths: dict[str, float] = field(default_factory=dict)
+    #: An agent (``serve``, ``worker``): its worker processes are sandboxed with these folders
+    #: bound in, and one ``fault-agent`` folder per incarnation that names it (``tag``).
+    sandbox_binds: Sequence[Path] | None = None
 
     @property
     def tag(self) -> str:
@@ -212,8 +217,17 @@ class Proc:
         self.cwd.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         env = {**self.env, "FAULT_AGENT": self.tag}
+        argv = list(self.argv)
+        if self.sandbox_binds is not None:
+            flags = sandbox_flags(*self.sandbox_binds)
+            if "--no-sandbox" not in flags:  # sandboxed: its handlers see no FAULT_AGENT
+                named = self.cwd / f"incarnation-{self.incarnation}" / "fault-agent"
+                named.mkdir(parents=True, exist_ok=True)
+                (named / "tag").write_text(self.tag)
+                flags += sandbox_flags(named)
+            argv += flags
         self.popen = subprocess.Popen(
-            self.argv, cwd=self.cwd, env=env, stdout=log, stderr=log, start_new_session=True
+            argv, cwd=self.cwd, env=env, stdout=log, stderr=log, start_new_session=True
         )
         log.close()
         if self.url is not None:
@@ -271,7 +285,8 @@ class Proc:
         found = []
         for kid in kids:
             with contextlib.suppress(psutil.Error):
-                if "conveyor.runner.main" in kid.cmdline():
+                argv = kid.cmdline()  # the runner itself, not the bwrap around it
+                if "conveyor.runner.main" in argv and Path(argv[0]).name != "bwrap":
                     found.append(kid.pid)
         return found
 

@@ -62,7 +62,8 @@ def _run_postgres(tmp_path: Path, seed: int, load: Load, netns: Netns | None) ->
     try:
         url = pg.url()
         token = create_token(url, "faults")
-        ledger = tmp_path / "ledger.jsonl"
+        ledger = tmp_path / "fault-ledger" / "ledger.jsonl"  # its folder is bound into sandboxes
+        ledger.parent.mkdir()
         env = {**os.environ, "FAULT_LEDGER": str(ledger), "CONVEYOR_STORE": url}
         gateways = []
         for name in ("gateway-a", "gateway-b"):
@@ -86,6 +87,7 @@ def _run_postgres(tmp_path: Path, seed: int, load: Load, netns: Netns | None) ->
                 conveyor_argv("worker", "--store", url, *cpus),
                 tmp_path / "agent-a",
                 env,
+                sandbox_binds=[ledger.parent],
             )
         ]
         cut_agent = None
@@ -96,11 +98,18 @@ def _run_postgres(tmp_path: Path, seed: int, load: Load, netns: Netns | None) ->
                 conveyor_argv("worker", "--store", far, prefix=netns.prefix()),
                 tmp_path / "agent-far",
                 {**env, "CONVEYOR_STORE": far},
+                sandbox_binds=[ledger.parent],
             )
             agents.insert(0, cut_agent)
         else:
             agents.append(
-                Proc("agent-b", conveyor_argv("worker", "--store", url), tmp_path / "agent-b", env)
+                Proc(
+                    "agent-b",
+                    conveyor_argv("worker", "--store", url),
+                    tmp_path / "agent-b",
+                    env,
+                    sandbox_binds=[ledger.parent],
+                )
             )
         with processes([*gateways, *agents]), CallbackReceiver() as receiver:
             for proc in [*gateways, *agents]:

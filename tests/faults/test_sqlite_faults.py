@@ -35,7 +35,8 @@ def test_sqlite_serve_under_faults(tmp_path: Path, seed: int) -> None:
     app.mkdir()
     (app / "tasks.py").write_text(HANDLER_SOURCE)
     url = f"sqlite:///{tmp_path}/store/conveyor.db"
-    ledger = tmp_path / "ledger.jsonl"
+    ledger = tmp_path / "fault-ledger" / "ledger.jsonl"  # its folder is bound into sandboxes
+    ledger.parent.mkdir()
     token = "cv_" + secrets.token_urlsafe(24)
     port = free_port()
     env = {
@@ -58,6 +59,7 @@ def test_sqlite_serve_under_faults(tmp_path: Path, seed: int) -> None:
         tmp_path / "serve",
         env,
         url=f"http://127.0.0.1:{port}",
+        sandbox_binds=[ledger.parent],
     )
     with processes([serve]), CallbackReceiver() as receiver:
         serve.start()

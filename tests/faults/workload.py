@@ -47,8 +47,34 @@ OPTIONS = json.loads(os.environ.get("FAULT_QUEUE_OPTIONS", "{}"))
 STALE_S = {"hold": 30.0, "late": 6.0}
 
 
+def _bound(name: str) -> str:
+    """The folder named ``name`` bound into this sandbox (``--sandbox-bind``): a sandboxed
+    handler has none of its agent's environment, so the rig hands it folders instead."""
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            point = line.split()[4]
+            if os.path.basename(point) == name:
+                return point
+    raise RuntimeError(f"no folder {name!r} is bound into this sandbox")
+
+
+def _ledger() -> str:
+    return os.environ.get("FAULT_LEDGER") or _bound("fault-ledger") + "/ledger.jsonl"
+
+
+def _agent() -> str:
+    """The agent incarnation running this process (unsandboxed: from its environment)."""
+    if "FAULT_AGENT" in os.environ:
+        return os.environ["FAULT_AGENT"]
+    with open(_bound("fault-agent") + "/tag") as tag:
+        return tag.read()
+
+
+AGENT = _agent()
+
+
 def _append(entry: dict) -> None:
-    fd = os.open(os.environ["FAULT_LEDGER"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(_ledger(), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, (json.dumps(entry) + "\\n").encode())
     finally:
@@ -60,7 +86,7 @@ def _append(entry: dict) -> None:
 def handler(kind: str, context: TaskContext) -> dict:
     started = time.time()
     if kind in STALE_S and context.attempt == 1:
-        _append({"t": context.task_id, "ag": os.environ.get("FAULT_AGENT", ""), "begin": kind})
+        _append({"t": context.task_id, "ag": AGENT, "begin": kind})
         time.sleep(STALE_S[kind])
     if kind == "crash" and context.attempt == 1:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -69,7 +95,7 @@ def handler(kind: str, context: TaskContext) -> dict:
     token = uuid.uuid4().hex
     _append({
         "t": context.task_id, "a": context.attempt, "pid": os.getpid(),
-        "ag": os.environ.get("FAULT_AGENT", ""), "s": started, "e": time.time(),
+        "ag": AGENT, "s": started, "e": time.time(),
         "tok": token, "k": kind,
     })
     if kind == "raise":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -20,6 +21,7 @@ from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import NewTask, Stub, TaskView, Workspace
 from conveyor.tasks import TaskStatus, is_terminal
+from tests.sandboxing import sandbox_settings
 
 
 @pytest.fixture
@@ -39,7 +41,9 @@ async def stepped_agent(store: Store, tmp_path: Path) -> tuple[Agent, StubRuntim
     ws = await store.ensure_workspace("w")
     config = QueueConfig(name="q", handler="q.py:f", code_path=str(tmp_path))
     stub = await store.upsert_serve_stub(ws.id, "q", config.to_dict(), b"")
-    agent = Agent(store, AgentSettings(stub_ids=frozenset({stub.id}), stub_types=()))
+    agent = Agent(store, AgentSettings(
+        stub_ids=frozenset({stub.id}), stub_types=(), **sandbox_settings(tmp_path)
+    ))
     await agent.refresh_stubs()
     return agent, agent.stubs[stub.id]
 
@@ -72,7 +76,11 @@ class Harness:
         return task_id
 
     async def start_agent(self, stubs: Iterable[Stub], **settings: Any) -> Agent:
-        options: dict[str, Any] = {"code_cache": self.tmp_path / "cache", "lease_s": 5.0}
+        # Sandboxed, with the test's folder writable inside: its handlers leave markers there.
+        options: dict[str, Any] = {
+            "code_cache": self.tmp_path / "cache", "lease_s": 5.0,
+            **sandbox_settings(self.tmp_path),
+        }
         options.update(settings)
         agent = Agent(self.store, AgentSettings(
             stub_ids=frozenset(s.id for s in stubs), stub_types=(), **options
@@ -139,6 +147,25 @@ def error_of(view: TaskView) -> dict[str, Any]:
     value = orjson.loads(view.task.error)
     assert isinstance(value, dict)
     return value
+
+
+def worker_pids(root: int | None = None) -> list[int]:
+    """Host pids of the worker processes (``conveyor.runner.main``, not the bwrap around
+    them) under ``root`` (default: this process). A sandboxed handler's ``os.getpid()`` is
+    its pid in its own PID namespace, not one this test can watch."""
+    import psutil
+
+    try:
+        kids = psutil.Process(root or os.getpid()).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for kid in kids:
+        with contextlib.suppress(psutil.Error):
+            argv = kid.cmdline()
+            if "conveyor.runner.main" in argv and "bwrap" not in Path(argv[0]).name:
+                found.append(kid.pid)
+    return found
 
 
 def pid_alive(pid: int) -> bool:

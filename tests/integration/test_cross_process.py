@@ -17,8 +17,9 @@ from conveyor.queue_config import QueueConfig
 from conveyor.server.store import open_store
 from conveyor.server.store.records import NewTask
 from conveyor.tasks import TaskStatus
-from tests.integration.conftest import pid_alive
+from tests.integration.conftest import pid_alive, worker_pids
 from tests.integration.test_lost_agent import bundle
+from tests.sandboxing import sandbox_flags
 
 
 async def test_sqlite_worker_process_runs_and_cancels_quickly(tmp_path: Path) -> None:
@@ -42,7 +43,8 @@ async def test_sqlite_worker_process_runs_and_cancels_quickly(tmp_path: Path) ->
             ws.id, "sleepy", config.to_dict(), bundle({"tasks.py": source})
         )
         worker = subprocess.Popen(
-            [sys.executable, "-m", "conveyor", "worker", "--store", url],
+            [sys.executable, "-m", "conveyor", "worker", "--store", url,
+             *sandbox_flags(tmp_path)],
             cwd=tmp_path,
             start_new_session=True,
         )
@@ -51,7 +53,7 @@ async def test_sqlite_worker_process_runs_and_cancels_quickly(tmp_path: Path) ->
         deadline = time.monotonic() + 60
         while not pid_file.exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        pid = int(pid_file.read_text())
+        [pid] = worker_pids(worker.pid)  # its host pid (sandboxed, its own is 2)
         # the other process's writes reach this one as ``changed`` events
         kinds = set()
         while (event := await subscription.get(timeout=1.0)) is not None:

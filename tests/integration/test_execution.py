@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 
 from conveyor.tasks import TaskStatus
-from tests.integration.conftest import Harness, error_of, pid_alive, result_of
+from tests.integration.conftest import Harness, error_of, pid_alive, result_of, worker_pids
 
 S = TaskStatus
 
@@ -134,7 +134,7 @@ async def test_cancel_running_kills_within_two_seconds(harness: Harness, tmp_pat
     await harness.start_agent([stub])
     task_id = await harness.put(stub)
     await harness.wait(task_id, lambda v: v.task.status is S.RUNNING and pid_file.exists())
-    pid = int(pid_file.read_text())
+    [pid] = worker_pids()  # its host pid (inside its sandbox it is pid 2)
     started = time.monotonic()
     result = await harness.store.cancel(harness.workspace.id, [task_id])
     assert result.cancelled == [task_id]
@@ -211,19 +211,21 @@ async def test_on_start_once_per_process_and_workers_run_in_parallel(
 ) -> None:
     log = tmp_path / "on_start.log"
     source = f"""
-        import os, time
+        import secrets, time
         from conveyor import task_queue
+
+        PROCESS = secrets.token_hex(8)  # per process (a sandboxed pid is 2 in each)
 
         def setup():
             with open({str(log)!r}, "a") as f:
-                f.write(f"{{os.getpid()}}\\n")
-            return os.getpid()
+                f.write(f"{{PROCESS}}\\n")
+            return PROCESS
 
         @task_queue(name="par", workers=3, on_start=setup)
         def handler(context):
             begin = time.time()
             time.sleep(1.5)
-            return [context.on_start_value, os.getpid(), begin, time.time()]
+            return [context.on_start_value, PROCESS, begin, time.time()]
     """
     stub = await harness.queue("par", source, workers=3)
     await harness.start_agent([stub])

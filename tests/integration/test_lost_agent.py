@@ -16,7 +16,8 @@ import orjson
 from conveyor.queue_config import QueueConfig
 from conveyor.server.store.records import NewTask
 from conveyor.tasks import TaskStatus
-from tests.integration.conftest import Harness, pid_alive
+from tests.integration.conftest import Harness, pid_alive, worker_pids
+from tests.sandboxing import sandbox_flags
 
 
 def bundle(files: dict[str, str]) -> bytes:
@@ -44,7 +45,7 @@ async def test_second_agent_takes_over_after_sigkill(
     )
     env = {**os.environ, "CONVEYOR_STORE": store_url}
     first = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker"],
+        [sys.executable, "-m", "conveyor", "worker", *sandbox_flags(tmp_path)],
         cwd=tmp_path,
         env=env,
         start_new_session=True,
@@ -56,7 +57,7 @@ async def test_second_agent_takes_over_after_sigkill(
             task_id, lambda v: v.task.status is TaskStatus.RUNNING and pid_file.exists(), timeout=60
         )
         first_container = view.task.container_id
-        child = int(pid_file.read_text().split()[1])
+        [child] = worker_pids(first.pid)  # its host pid (sandboxed, its own is 2)
         os.killpg(first.pid, signal.SIGKILL)  # the agent and its worker processes: a lost machine
         first.wait(10)
         killed_at = time.monotonic()

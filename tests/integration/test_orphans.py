@@ -17,8 +17,9 @@ import psutil
 from conveyor.queue_config import QueueConfig
 from conveyor.server.store.records import NewTask
 from conveyor.tasks import TaskStatus
-from tests.integration.conftest import Harness, pid_alive, until
+from tests.integration.conftest import Harness, pid_alive, until, worker_pids
 from tests.integration.test_lost_agent import bundle
+from tests.sandboxing import sandbox_flags
 
 
 async def test_worker_processes_die_with_an_agent_killed_alone(
@@ -40,7 +41,7 @@ async def test_worker_processes_die_with_an_agent_killed_alone(
         harness.workspace.id, "long", config.to_dict(), bundle({"tasks.py": source})
     )
     agent = subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker"],
+        [sys.executable, "-m", "conveyor", "worker", *sandbox_flags(tmp_path)],
         cwd=tmp_path,
         env={**os.environ, "CONVEYOR_STORE": store_url},
         start_new_session=True,
@@ -51,8 +52,10 @@ async def test_worker_processes_die_with_an_agent_killed_alone(
         await harness.wait(
             task_id, lambda v: v.task.status is TaskStatus.RUNNING and ticks.exists(), timeout=60
         )
-        worker = int(ticks.read_text().split()[0])
-        assert psutil.Process(worker).ppid() == agent.pid
+        # The worker process (its host pid: sandboxed, its own is 2) runs under this agent,
+        # behind bubblewrap's two processes when sandboxed.
+        [worker] = worker_pids(agent.pid)
+        assert agent.pid in [p.pid for p in psutil.Process(worker).parents()]
         os.kill(agent.pid, signal.SIGKILL)  # the agent's own process only
         agent.wait(10)
         killed_at = time.time()

@@ -14,6 +14,7 @@ only when settings are built: the client commands start faster without them.
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -51,6 +52,29 @@ CpusOpt = Annotated[
         envvar="CONVEYOR_CPUS",
         min=0.01,
         help="CPUs to reserve for containers (each reserves its queue's cpu). Default: no limit.",
+    ),
+]
+NoSandboxOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-sandbox",
+        envvar="CONVEYOR_NO_SANDBOX",
+        help="Run handlers unsandboxed, as this agent's user with its environment: one trust "
+        "domain (see docs/security.md). Default: each worker process in a bubblewrap sandbox.",
+    ),
+]
+SandboxBindOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--sandbox-bind",
+        envvar="CONVEYOR_SANDBOX_BIND",
+        exists=True,
+        file_okay=False,
+        resolve_path=True,
+        metavar="FOLDER",
+        help="A folder every sandbox may read and write, at its own path (repeatable): the "
+        "way to give handlers a shared folder.",
+        show_default=False,
     ),
 ]
 UrlOpt = Annotated[
@@ -162,19 +186,37 @@ def gateway_settings(
     )
 
 
+def _sandbox(store: str, no_sandbox: bool, binds: list[Path] | None) -> dict[str, Any]:
+    """The agent's sandbox settings. The store's files and the token file beside them are
+    never shown to a handler, even inside a bound folder (the code cache neither)."""
+    from conveyor.server.settings import sqlite_folder
+
+    hidden = [sqlite_folder(store) / "token"]
+    if store.startswith("sqlite:///"):
+        db = Path(store.removeprefix("sqlite:///"))
+        hidden += [db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    return {
+        "sandbox": not no_sandbox,
+        "sandbox_binds": tuple(str(b) for b in binds or ()),
+        "sandbox_hidden": tuple(str(h.resolve()) for h in hidden),
+    }
+
+
 def serve_settings(
     targets: list[str], *, store: str, host: str, port: int, token: str | None,
-    gateway: GatewaySettings,
+    gateway: GatewaySettings, no_sandbox: bool = False, sandbox_binds: list[Path] | None = None,
 ) -> ServeSettings:
     """``conveyor serve``: its agent keeps code beside the store, as the token is."""
     from conveyor.server.agent.settings import AgentSettings
     from conveyor.server.callbacks import CallbackSettings
     from conveyor.server.settings import sqlite_folder
 
+    agent = AgentSettings(
+        code_cache=sqlite_folder(store) / "code", **_sandbox(store, no_sandbox, sandbox_binds)
+    )
     return ServeSettings(
         targets=tuple(targets), store=store, host=host, port=port, token=token,
-        gateway=gateway, agent=AgentSettings(code_cache=sqlite_folder(store) / "code"),
-        callbacks=CallbackSettings(),
+        gateway=gateway, agent=agent, callbacks=CallbackSettings(),
     )
 
 
@@ -188,10 +230,14 @@ def server_settings(
     )
 
 
-def worker_settings(*, store: str, cpus: float | None) -> WorkerSettings:
+def worker_settings(
+    *, store: str, cpus: float | None, no_sandbox: bool = False,
+    sandbox_binds: list[Path] | None = None,
+) -> WorkerSettings:
     from conveyor.server.agent.settings import AgentSettings
 
-    return WorkerSettings(store=store, agent=AgentSettings(cpu_capacity=cpus))
+    agent = AgentSettings(cpu_capacity=cpus, **_sandbox(store, no_sandbox, sandbox_binds))
+    return WorkerSettings(store=store, agent=agent)
 
 
 def connect(url: str | None, token: str | None) -> Client:

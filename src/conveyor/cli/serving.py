@@ -17,10 +17,12 @@ from conveyor.cli.options import (
     CpusOpt,
     HostOpt,
     MaxBodyBytesOpt,
+    NoSandboxOpt,
     OutputUrlTtlOpt,
     PortOpt,
     PublicUrlOpt,
     RetryAfterOpt,
+    SandboxBindOpt,
     SsePingOpt,
     StoreOpt,
     gateway_settings,
@@ -28,6 +30,7 @@ from conveyor.cli.options import (
     server_settings,
     worker_settings,
 )
+from conveyor.cli.render import print_warning
 from conveyor.cli.report import err, out, run
 from conveyor.server.settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORE, settings_lines
 
@@ -45,6 +48,16 @@ def _start(verbose: bool, settings: ServeSettings | ServerSettings | WorkerSetti
     if verbose:
         for line in settings_lines(settings):
             err.print(f"setting {line}", highlight=False, markup=False, soft_wrap=True)
+
+
+def _warn_unsandboxed(settings: ServeSettings | WorkerSettings) -> None:
+    if not settings.agent.sandbox:
+        print_warning(
+            err,
+            "--no-sandbox: handlers run unsandboxed, as this agent's user with its "
+            "environment, files and processes in reach; serve only code you trust "
+            "(one trust domain, see docs/security.md)",
+        )
 
 
 def _ready(info: ServeInfo) -> None:
@@ -86,6 +99,8 @@ def serve_cmd(
     output_url_ttl_s: OutputUrlTtlOpt = None,
     retry_after_s: RetryAfterOpt = None,
     sse_ping_s: SsePingOpt = None,
+    no_sandbox: NoSandboxOpt = False,
+    sandbox_bind: SandboxBindOpt = None,
 ) -> None:
     """Run the gateway, an agent and the embedded store in one process (development).
 
@@ -99,9 +114,11 @@ def serve_cmd(
         sse_ping_s=sse_ping_s,
     )
     settings = serve_settings(
-        targets, store=store, host=host, port=port, token=token, gateway=gateway
+        targets, store=store, host=host, port=port, token=token, gateway=gateway,
+        no_sandbox=no_sandbox, sandbox_binds=sandbox_bind,
     )
     _start(verbose, settings)
+    _warn_unsandboxed(settings)
     from conveyor.server.run import serve
 
     def notice(line: str) -> None:
@@ -146,13 +163,18 @@ def worker_cmd(
     store: StoreOpt = DEFAULT_STORE,
     cpus: CpusOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    no_sandbox: NoSandboxOpt = False,
+    sandbox_bind: SandboxBindOpt = None,
 ) -> None:
     """Run an agent on this machine for every deployed queue of the store.
 
     Example: conveyor worker --store postgresql://postgres@db/conveyor --cpus 8
     """
-    settings = worker_settings(store=store, cpus=cpus)
+    settings = worker_settings(
+        store=store, cpus=cpus, no_sandbox=no_sandbox, sandbox_binds=sandbox_bind
+    )
     _start(verbose, settings)
+    _warn_unsandboxed(settings)
     out.print(f"conveyor worker (store {store.split('@')[-1]}); SIGTERM drains")
     from conveyor.server.run import run_worker
 

@@ -193,8 +193,10 @@ def _die_with_parent() -> None:
     died between ``getppid()`` and ``prctl`` is missed by ``prctl`` but seen by the second
     ``getppid()``. One that died even earlier, while Python started, shows as a parent other
     than the pid in ``wire.AGENT_PID_ENV``, which the agent sets when it spawns this process
-    directly. ``PDEATHSIG`` follows the parent *thread* that spawned the process: the agent
-    spawns from its event loop's thread, which lives as long as the agent. Without ``prctl``
+    directly. Sandboxed, the parent is bwrap's init (pid 1 of this process's PID namespace)
+    and the variable is not set: an init that died takes the whole namespace with it.
+    ``PDEATHSIG`` follows the parent *thread* that spawned the process: the agent spawns from
+    its event loop's thread, which lives as long as the agent. Without ``prctl``
     (not Linux) the pipe watch of ``_Inbox`` remains.
     """
     parent = os.getppid()

@@ -12,7 +12,17 @@ from conveyor.server.store.base import Store
 
 
 def server_app(
-    store: Store, settings: GatewaySettings | None = None, *, manage_store: bool = False
+    store: Store,
+    settings: GatewaySettings | None = None,
+    *,
+    manage_store: bool = False,
+    sandbox: bool | None = None,
 ) -> FastAPI:
-    """The gateway over ``store`` with ``/dashboard`` (DESIGN A4) mounted beside it."""
-    return create_app(store, settings, manage_store=manage_store, mounted=dashboard_routes)
+    """The gateway over ``store`` with ``/dashboard`` (DESIGN A4) mounted beside it.
+
+    ``sandbox``: whether the agent beside it (``serve``) sandboxes its worker processes,
+    shown by ``/readyz``; None: no agent in this process.
+    """
+    app = create_app(store, settings, manage_store=manage_store, mounted=dashboard_routes)
+    app.state.sandbox = sandbox
+    return app

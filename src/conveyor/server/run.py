@@ -19,7 +19,9 @@ from fastapi import FastAPI
 
 from conveyor.errors import PartEnded, StartupError, StoreError
 from conveyor.sdk.loader import load_target
+from conveyor.server.agent import sandbox
 from conveyor.server.agent.agent import Agent
+from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.app import server_app
 from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
@@ -189,6 +191,7 @@ async def serve(
     unversioned route uses, at start and when that changes."""
     stop = stop or asyncio.Event()
     host, port = settings.host, settings.port
+    check_sandbox(settings.agent)
     async with _opened(settings.store, stop) as store:
         workspace = await store.ensure_workspace(DEFAULT_WORKSPACE)
         keep = sqlite_folder(settings.store) / "token"
@@ -196,7 +199,8 @@ async def serve(
         served = await register_targets(store, workspace.id, settings.targets)
         own = frozenset(q.stub.id for q in served)  # known only once registered
         agent = Agent(store, replace(settings.agent, stub_ids=settings.agent.stub_ids | own))
-        app = server_app(store, with_bound_url(settings.gateway, host, port))
+        gateway = with_bound_url(settings.gateway, host, port)
+        app = server_app(store, gateway, sandbox=settings.agent.sandbox)
         server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
@@ -229,8 +233,22 @@ async def run_server(settings: ServerSettings, *, stop: asyncio.Event | None = N
 async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = None) -> None:
     """An agent on this machine for every deployed stub of the store."""
     stop = stop or asyncio.Event()
+    check_sandbox(settings.agent)
     async with _opened(settings.store, stop) as store:
         await Agent(store, settings.agent).run(stop)
+
+
+def check_sandbox(agent: AgentSettings) -> None:
+    """An agent that should sandbox its worker processes and cannot does not start."""
+    if not agent.sandbox:
+        return
+    problem = sandbox.unavailable()
+    if problem is not None:
+        raise StartupError(
+            f"cannot sandbox worker processes: {problem}; pass --no-sandbox (or set "
+            "CONVEYOR_NO_SANDBOX=1) to run handlers unsandboxed, as this agent's user "
+            "(one trust domain, see docs/security.md)"
+        )
 
 
 async def _run_together(

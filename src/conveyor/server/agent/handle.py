@@ -6,9 +6,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from conveyor.server.store.records import TaskRecord
+
+if TYPE_CHECKING:
+    from conveyor.server.agent.sandbox import Sandbox
 
 
 class ProcessState(Enum):
@@ -74,6 +77,8 @@ class ProcessSpec:
     env: Mapping[str, str]
     on_done: DoneHandler
     on_exit: ExitHandler
+    #: The sandbox to run it in; None: unsandboxed (``--no-sandbox``).
+    sandbox: Sandbox | None = None
 
 
 #: Makes a process handle (not started yet); ``RunnerProcess`` itself, or a test's fake.

@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 
 from conveyor.runner import wire
+from conveyor.server.agent import sandbox
 from conveyor.server.agent.exits import describe_exit
 from conveyor.server.agent.handle import Attempt, KillReason, ProcessSpec, ProcessState
 from conveyor.server.store.records import TaskRecord
@@ -34,6 +35,9 @@ class RunnerProcess:
         self.stub_id = str(spec.init["stub_id"])
         self._init = dict(spec.init)
         self._env = spec.env
+        self._sandbox = spec.sandbox
+        #: The sandboxed processes (the runner and what it spawned), found on the first read.
+        self._inside: psutil.Process | None = None
         self._on_done = spec.on_done
         self._on_exit = spec.on_exit
         self.state = ProcessState.STARTING
@@ -53,31 +57,57 @@ class RunnerProcess:
         return self.proc.pid if self.proc else None
 
     def rss(self) -> int | None:
+        """The runner's resident memory; sandboxed, that of every process in the sandbox
+        (the runner and what its handler spawned), bubblewrap's own two left out."""
         pid = self.pid
         if pid is None:
             return None
         try:
-            return int(psutil.Process(pid).memory_info().rss)
+            if self._sandbox is None:
+                return int(psutil.Process(pid).memory_info().rss)
+            if self._inside is None:  # bwrap (pid) → bwrap's init in the namespace → runner
+                inits = _children(pid)
+                if not inits:
+                    return None
+                self._inside = psutil.Process(inits[0])
+            total = 0
+            for child in _descendants(self._inside.pid):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    total += psutil.Process(child).memory_info().rss
+            return total or None
         except psutil.Error:
             return None
 
     async def start(self) -> bool:
         """Spawn the process and wait until it is ready. False if it could not start."""
-        env = {
-            **os.environ,
-            **self._env,
-            "PYTHONUNBUFFERED": "1",
-            wire.AGENT_PID_ENV: str(os.getpid()),  # so it can tell it was orphaned at birth
-        }
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "conveyor.runner.main",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-            limit=2**20,
-        )
+        command = [sys.executable, "-m", "conveyor.runner.main"]
+        options: int | None = None  # the pipe bwrap reads its options from
+        if self._sandbox is None:  # one trust domain: the agent's environment, its user
+            env = {
+                **os.environ,
+                **self._env,
+                "PYTHONUNBUFFERED": "1",
+                wire.AGENT_PID_ENV: str(os.getpid()),  # so it can tell it was orphaned at birth
+            }
+        else:
+            # Its parent is bwrap's init, not this agent: no AGENT_PID_ENV (the runner checks
+            # its parent seen at start; bwrap dies with this agent, its namespace with it).
+            code = os.path.realpath(str(self._init["code_root"]))
+            self._init["code_root"] = code  # the path it is bound at inside
+            command, options = sandbox.through_pipe(self._sandbox.argv(command, code))
+            env = sandbox.environment(self._env)
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                env=env,
+                limit=2**20,
+                pass_fds=() if options is None else (options,),
+            )
+        finally:
+            if options is not None:
+                os.close(options)
         self._reader = asyncio.create_task(self._read_loop())
         self._send({"op": "init", **self._init})
         with contextlib.suppress(TimeoutError):
@@ -167,6 +197,8 @@ class RunnerProcess:
         except (asyncio.IncompleteReadError, ConnectionResetError, ValueError):
             pass
         returncode = await self.proc.wait()
+        if self._sandbox is not None and 128 < returncode < 128 + signal.NSIG:
+            returncode = 128 - returncode  # bwrap exits 128 + N when the runner got signal N
         self.state = ProcessState.DEAD
         self._ready.set()
         await self._on_exit(self, returncode)
@@ -193,3 +225,27 @@ class RunnerProcess:
             self.current = None
             self.state = ProcessState.IDLE
             await self._on_done(self, current, message)
+
+
+def _children(pid: int) -> list[int]:
+    """The pids of a process's children: from ``/proc`` (Linux, no scan of every process),
+    else psutil."""
+    try:
+        found: list[int] = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as children:
+                found += [int(child) for child in children.read().split()]
+        return found
+    except OSError:
+        with contextlib.suppress(psutil.Error):
+            return [child.pid for child in psutil.Process(pid).children()]
+        return []
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], _children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += _children(child)
+    return found

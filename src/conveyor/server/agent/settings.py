@@ -36,6 +36,15 @@ class AgentSettings:
     stub_types: tuple[StubType, ...] = (DEPLOYMENT,)
     #: … and these stubs (``conveyor serve``'s own); tests pass ``stub_types=()`` for these only.
     stub_ids: frozenset[str] = frozenset()
+    #: Run every worker process in a bubblewrap sandbox (DESIGN A13, docs/security.md);
+    #: False (``--no-sandbox``): handlers run as this agent's user, one trust domain.
+    sandbox: bool = True
+    #: Folders bound read-write, at their own path, into every sandbox (``--sandbox-bind``):
+    #: the way to give handlers a shared folder.
+    sandbox_binds: tuple[str, ...] = ()
+    #: Folders and files no sandbox shows, even inside a bound folder: the store's folder
+    #: and its token file (the command line sets them). The code cache is always hidden.
+    sandbox_hidden: tuple[str, ...] = ()
     agent_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     )

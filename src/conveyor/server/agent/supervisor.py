@@ -29,6 +29,7 @@ from conveyor.server.agent.handle import (
 from conveyor.server.agent.limits import over_memory, overdue, reserved_cpu, timeout_outcome
 from conveyor.server.agent.loops import Background
 from conveyor.server.agent.runtime import Container, StubRuntime, new_container_id
+from conveyor.server.agent.sandbox import of_agent
 from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import Outcome, StubLoad
@@ -57,6 +58,7 @@ class Supervisor:
         self._report = report
         self._wake = wake
         self.background = Background()
+        self._sandbox = of_agent(settings)
         #: Set on drain: no container starts, no process is replaced.
         self.draining = False
         #: Stubs whose last autoscale failed (logged once until it works again).
@@ -199,7 +201,8 @@ class Supervisor:
             "container_id": container.id,
         }
         env = dict(runtime.config.env)
-        process = self._spawn(ProcessSpec(container.id, init, env, self._on_done, self.on_exit))
+        spec = ProcessSpec(container.id, init, env, self._on_done, self.on_exit, self._sandbox)
+        process = self._spawn(spec)
         container.processes.append(process)
         ok = await process.start()
         if ok and container.stopping:  # the container was stopped while this one started

@@ -17,9 +17,14 @@ async def healthz() -> OrjsonResponse:
 
 
 async def readyz(request: Request) -> OrjsonResponse:
-    """The store answers; 503 otherwise."""
+    """The store answers; 503 otherwise. With an agent in this process (``serve``), also
+    whether it sandboxes its worker processes (``false``: ``--no-sandbox``)."""
     await gateway_state(request).store.ping()
-    return OrjsonResponse({"status": "ok"})
+    body: dict[str, object] = {"status": "ok"}
+    sandbox = getattr(request.app.state, "sandbox", None)
+    if sandbox is not None:
+        body["sandbox"] = sandbox
+    return OrjsonResponse(body)
 
 
 async def metrics(request: Request) -> Response:

@@ -123,3 +123,5 @@ class DeployOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
+    #: ``/readyz`` of ``conveyor serve``: whether its agent sandboxes worker processes.
+    sandbox: bool | None = None
