@@ -116,11 +116,13 @@ class RunnerProcess:
         # (that check made a busy process look unstarted, and killed it with its task).
         if self.ready:
             return True
-        if self.proc.returncode is None:  # still importing after START_TIMEOUT_S
+        # The code's own error first: it arrives before the process has exited, and taking
+        # that window for "still importing" reported a SyntaxError as a start-up timeout.
+        if self.init_error is not None:
+            self.start_failure = str(self.init_error.get("message", "its code failed to load"))
+        elif self.proc.returncode is None:  # still importing after START_TIMEOUT_S
             self.start_failure = f"worker process was not ready after {START_TIMEOUT_S:.0f} s"
             await self.kill(KillReason.STOP)
-        elif self.init_error is not None:
-            self.start_failure = str(self.init_error.get("message", "its code failed to load"))
         else:
             self.start_failure = describe_exit(self.proc.returncode) + " while starting"
         # A process that died while starting is reported through ``on_exit`` like any crash,
