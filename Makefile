@@ -19,8 +19,12 @@ $(BIN)/.installed: $(BIN)/.installed-serve
 
 install: $(BIN)/.installed
 
+# Sandboxed when bubblewrap is there (Debian: apt-get install bubblewrap); else one trust
+# domain, which serve says at start (docs/security.md).
+SANDBOX := $(if $(shell command -v bwrap),,--no-sandbox)
+
 serve: $(BIN)/.installed-serve
-	$(BIN)/conveyor serve examples/app.py:square examples/app.py:slow_report
+	$(BIN)/conveyor serve examples/app.py:square examples/app.py:slow_report $(SANDBOX)
 
 lint: install
 	$(BIN)/ruff check src tests bench examples
