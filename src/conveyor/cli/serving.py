@@ -15,8 +15,10 @@ import typer
 from conveyor.cli import render
 from conveyor.cli.options import (
     CpusOpt,
+    HeaderTimeoutOpt,
     HostOpt,
     MaxBodyBytesOpt,
+    MaxConnectionsOpt,
     OutputUrlTtlOpt,
     PortOpt,
     PublicUrlOpt,
@@ -86,6 +88,8 @@ def serve_cmd(
     output_url_ttl_s: OutputUrlTtlOpt = None,
     retry_after_s: RetryAfterOpt = None,
     sse_ping_s: SsePingOpt = None,
+    max_connections: MaxConnectionsOpt = None,
+    header_timeout_s: HeaderTimeoutOpt = None,
 ) -> None:
     """Run the gateway, an agent and the embedded store in one process (development).
 
@@ -97,6 +101,8 @@ def serve_cmd(
         output_url_ttl_s=output_url_ttl_s,
         retry_after_s=retry_after_s,
         sse_ping_s=sse_ping_s,
+        max_connections=max_connections,
+        header_timeout_s=header_timeout_s,
     )
     settings = serve_settings(
         targets, store=store, host=host, port=port, token=token, gateway=gateway
@@ -120,6 +126,8 @@ def server_cmd(
     output_url_ttl_s: OutputUrlTtlOpt = None,
     retry_after_s: RetryAfterOpt = None,
     sse_ping_s: SsePingOpt = None,
+    max_connections: MaxConnectionsOpt = None,
+    header_timeout_s: HeaderTimeoutOpt = None,
 ) -> None:
     """Run a gateway only (production): any number of them can share one store.
 
@@ -133,6 +141,8 @@ def server_cmd(
         output_url_ttl_s=output_url_ttl_s,
         retry_after_s=retry_after_s,
         sse_ping_s=sse_ping_s,
+        max_connections=max_connections,
+        header_timeout_s=header_timeout_s,
     )
     settings = server_settings(store=store, host=host, port=port, gateway=gateway)
     _start(verbose, settings)
