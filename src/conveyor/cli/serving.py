@@ -19,6 +19,8 @@ from conveyor.cli.options import (
     HostOpt,
     MaxBodyBytesOpt,
     MaxConnectionsOpt,
+    MaxHeaderBytesOpt,
+    MaxStreamsOpt,
     OutputUrlTtlOpt,
     PortOpt,
     PublicUrlOpt,
@@ -88,6 +90,8 @@ def serve_cmd(
     output_url_ttl_s: OutputUrlTtlOpt = None,
     retry_after_s: RetryAfterOpt = None,
     sse_ping_s: SsePingOpt = None,
+    max_streams_per_workspace: MaxStreamsOpt = None,
+    max_header_bytes: MaxHeaderBytesOpt = None,
     max_connections: MaxConnectionsOpt = None,
     header_timeout_s: HeaderTimeoutOpt = None,
 ) -> None:
@@ -101,6 +105,8 @@ def serve_cmd(
         output_url_ttl_s=output_url_ttl_s,
         retry_after_s=retry_after_s,
         sse_ping_s=sse_ping_s,
+        max_streams_per_workspace=max_streams_per_workspace,
+        max_header_bytes=max_header_bytes,
         max_connections=max_connections,
         header_timeout_s=header_timeout_s,
     )
@@ -126,6 +132,8 @@ def server_cmd(
     output_url_ttl_s: OutputUrlTtlOpt = None,
     retry_after_s: RetryAfterOpt = None,
     sse_ping_s: SsePingOpt = None,
+    max_streams_per_workspace: MaxStreamsOpt = None,
+    max_header_bytes: MaxHeaderBytesOpt = None,
     max_connections: MaxConnectionsOpt = None,
     header_timeout_s: HeaderTimeoutOpt = None,
 ) -> None:
@@ -141,6 +149,8 @@ def server_cmd(
         output_url_ttl_s=output_url_ttl_s,
         retry_after_s=retry_after_s,
         sse_ping_s=sse_ping_s,
+        max_streams_per_workspace=max_streams_per_workspace,
+        max_header_bytes=max_header_bytes,
         max_connections=max_connections,
         header_timeout_s=header_timeout_s,
     )
