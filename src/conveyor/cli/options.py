@@ -159,6 +159,41 @@ SsePingOpt = Annotated[
         min=0.1,
     ),
 ]
+MaxStreamsOpt = Annotated[
+    int | None,
+    _option(
+        "max_streams_per_workspace",
+        "Open event streams per workspace at most (subscribe and the dashboard's live "
+        "stream together); one more gets 429. Default: 100.",
+        min=1,
+    ),
+]
+MaxHeaderBytesOpt = Annotated[
+    int | None,
+    _option(
+        "max_header_bytes",
+        "Refuse a request whose line and headers are over this many bytes with 431. "
+        "Default: 65536 (64 KiB).",
+        min=1024,
+    ),
+]
+MaxConnectionsOpt = Annotated[
+    int | None,
+    _option(
+        "max_connections",
+        "Open connections at most; one more gets 503 and is closed. Default: 2048.",
+        min=1,
+    ),
+]
+HeaderTimeoutOpt = Annotated[
+    float | None,
+    _option(
+        "header_timeout_s",
+        "Seconds a request's line and headers may take to arrive; a slower client is "
+        "dropped. Default: 10.",
+        min=0.1,
+    ),
+]
 
 
 def _given(value: T | None, default: T) -> T:
@@ -172,6 +207,10 @@ def gateway_settings(
     output_url_ttl_s: int | None,
     retry_after_s: int | None,
     sse_ping_s: float | None,
+    max_streams_per_workspace: int | None = None,
+    max_header_bytes: int | None = None,
+    max_connections: int | None = None,
+    header_timeout_s: float | None = None,
 ) -> GatewaySettings:
     """The settings of the flags given; the rest keep the ``GatewaySettings`` defaults."""
     from conveyor.server.gateway.settings import GatewaySettings
@@ -183,6 +222,12 @@ def gateway_settings(
         output_url_ttl_s=_given(output_url_ttl_s, default.output_url_ttl_s),
         retry_after_s=_given(retry_after_s, default.retry_after_s),
         sse_ping_s=_given(sse_ping_s, default.sse_ping_s),
+        max_streams_per_workspace=_given(
+            max_streams_per_workspace, default.max_streams_per_workspace
+        ),
+        max_header_bytes=_given(max_header_bytes, default.max_header_bytes),
+        max_connections=_given(max_connections, default.max_connections),
+        header_timeout_s=_given(header_timeout_s, default.header_timeout_s),
     )
 
 

@@ -15,8 +15,12 @@ import typer
 from conveyor.cli import render
 from conveyor.cli.options import (
     CpusOpt,
+    HeaderTimeoutOpt,
     HostOpt,
     MaxBodyBytesOpt,
+    MaxConnectionsOpt,
+    MaxHeaderBytesOpt,
+    MaxStreamsOpt,
     NoSandboxOpt,
     OutputUrlTtlOpt,
     PortOpt,
@@ -101,6 +105,10 @@ def serve_cmd(
     sse_ping_s: SsePingOpt = None,
     no_sandbox: NoSandboxOpt = False,
     sandbox_bind: SandboxBindOpt = None,
+    max_streams_per_workspace: MaxStreamsOpt = None,
+    max_header_bytes: MaxHeaderBytesOpt = None,
+    max_connections: MaxConnectionsOpt = None,
+    header_timeout_s: HeaderTimeoutOpt = None,
 ) -> None:
     """Run the gateway, an agent and the embedded store in one process (development).
 
@@ -112,6 +120,10 @@ def serve_cmd(
         output_url_ttl_s=output_url_ttl_s,
         retry_after_s=retry_after_s,
         sse_ping_s=sse_ping_s,
+        max_streams_per_workspace=max_streams_per_workspace,
+        max_header_bytes=max_header_bytes,
+        max_connections=max_connections,
+        header_timeout_s=header_timeout_s,
     )
     settings = serve_settings(
         targets, store=store, host=host, port=port, token=token, gateway=gateway,
@@ -137,6 +149,10 @@ def server_cmd(
     output_url_ttl_s: OutputUrlTtlOpt = None,
     retry_after_s: RetryAfterOpt = None,
     sse_ping_s: SsePingOpt = None,
+    max_streams_per_workspace: MaxStreamsOpt = None,
+    max_header_bytes: MaxHeaderBytesOpt = None,
+    max_connections: MaxConnectionsOpt = None,
+    header_timeout_s: HeaderTimeoutOpt = None,
 ) -> None:
     """Run a gateway only (production): any number of them can share one store.
 
@@ -150,6 +166,10 @@ def server_cmd(
         output_url_ttl_s=output_url_ttl_s,
         retry_after_s=retry_after_s,
         sse_ping_s=sse_ping_s,
+        max_streams_per_workspace=max_streams_per_workspace,
+        max_header_bytes=max_header_bytes,
+        max_connections=max_connections,
+        header_timeout_s=header_timeout_s,
     )
     settings = server_settings(store=store, host=host, port=port, gateway=gateway)
     _start(verbose, settings)

@@ -25,7 +25,8 @@ from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.app import server_app
 from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
-from conveyor.server.gateway.state import with_bound_url
+from conveyor.server.gateway.connection import limited_protocol
+from conveyor.server.gateway.state import GatewayState, with_bound_url
 from conveyor.server.settings import (
     ServerSettings,
     ServeSettings,
@@ -166,6 +167,8 @@ def _bind_problem(exc: OSError, host: str, port: int) -> str:
 
 def _uvicorn(app: FastAPI, host: str, port: int) -> _Server:
     listening = _listening(host, port)
+    state = app.state.gateway
+    assert isinstance(state, GatewayState)
     config = uvicorn.Config(
         app,
         host=host,
@@ -173,7 +176,10 @@ def _uvicorn(app: FastAPI, host: str, port: int) -> _Server:
         log_level="warning",
         access_log=False,
         lifespan="on",
-        http="httptools",
+        # httptools, with the header size and read time and connection bounds uvicorn lacks
+        # for it (DESIGN A13); uvicorn's limit_concurrency would not count half-sent requests.
+        http=limited_protocol(state.settings),
+        timeout_keep_alive=5,  # an idle kept-alive connection closes after this
         loop="asyncio",
     )
     return _Server(config, listening)

@@ -13,14 +13,15 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from conveyor.errors import NotFound
 from conveyor.server.gateway import answers
 from conveyor.server.gateway.bodies import read_object
 from conveyor.server.gateway.responses import OrjsonResponse, error_response
 from conveyor.server.gateway.state import gateway_state
-from conveyor.server.gateway.streams import SSE_HEADERS, task_stream
+from conveyor.server.gateway.stream_hub import Watcher
+from conveyor.server.gateway.streams import EventStream, open_slot, task_frames
 from conveyor.server.store.records import Workspace
 
 #: Most tasks one stream follows (a page shows 50).
@@ -37,12 +38,21 @@ async def subscribe(request: Request, workspace: Workspace) -> Response:
         return error_response(400, f"ids must name 1 to {MAX_IDS} tasks")
     state = gateway_state(request)
     base_url = state.base_url(request)
+    slot = open_slot(state, workspace)  # one of the workspace's streams, however many ids
+    watchers: list[Watcher] = []
     streams = []
-    for task_id in ids:
-        with contextlib.suppress(NotFound):
-            streams.append(await task_stream(state, base_url, workspace, task_id))
-    return StreamingResponse(_merged(streams), media_type="text/event-stream",
-                             headers=SSE_HEADERS)
+    try:
+        for task_id in ids:
+            with contextlib.suppress(NotFound):
+                watcher, frames = await task_frames(state, base_url, workspace, task_id)
+                watchers.append(watcher)
+                streams.append(frames)
+    except BaseException:
+        for watcher in watchers:
+            watcher.close()
+        slot.release()
+        raise
+    return EventStream(_merged(streams), slot, watchers)
 
 
 async def cancel(request: Request, workspace: Workspace) -> Response:
@@ -72,8 +82,8 @@ async def _merged(streams: list[AsyncIterator[bytes]]) -> AsyncIterator[bytes]:
                 yield chunk
         yield END
     finally:
-        # A disconnect cancels this generator: cancel every API stream so each closes its
-        # store subscription.
+        # A disconnect cancels this generator: cancel every task's frames so each closes its
+        # watcher.
         for task in pumps:
             task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)

@@ -25,6 +25,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from conveyor.server.gateway.body_limit import BodyLimit
 from conveyor.server.gateway.plain_route import PlainRoute
+from conveyor.server.gateway.responses import error_response
+from conveyor.server.gateway.settings import GatewaySettings
+
+DEFAULT_MAX_HEADER_BYTES = GatewaySettings().max_header_bytes
 
 #: Sent with every answer (DESIGN A13) unless the route set its own value: no framing, no
 #: content sniffing, and a policy allowing only the gateway's own scripts, styles and images
@@ -72,6 +76,10 @@ class GatewayApp(FastAPI):
 
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         send = secured(send)
+        if head_bytes(scope) > self._max_header_bytes():
+            await error_response(431, f"request headers over {self._max_header_bytes()} bytes",
+                                 {"Connection": "close"})(scope, receive, send)
+            return
         refusal = self.body_limit.refusal(scope)
         if refusal is not None:
             await refusal(scope, receive, send)
@@ -90,6 +98,18 @@ class GatewayApp(FastAPI):
                 raise
             response = await self._handled(Request(scope, receive, send), exc)
             await response(scope, receive, send)
+
+    def _max_header_bytes(self) -> int:
+        """The settings' bound (DESIGN A13); the connection (``connection``) enforces it
+        before parsing under ``conveyor serve``/``server``, this under any other server."""
+        limit: int | None = getattr(self, "_header_limit", None)
+        if limit is None:
+            gateway = getattr(self.state, "gateway", None)
+            settings = getattr(gateway, "settings", None)
+            limit = getattr(settings, "max_header_bytes", DEFAULT_MAX_HEADER_BYTES)
+            assert isinstance(limit, int)
+            self._header_limit = limit
+        return limit
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         """As starlette's router: the first full match; else the first route of the path,
@@ -121,6 +141,11 @@ class GatewayApp(FastAPI):
                     response = await response
                 return response
         raise exc
+
+
+def head_bytes(scope: Scope) -> int:
+    """The size of a request's headers as received: names, values and their separators."""
+    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
 def route_path(scope: Scope) -> str:

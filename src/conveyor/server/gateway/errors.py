@@ -47,6 +47,14 @@ class BodyTooLarge(GatewayError):
     """Request body too large."""
 
 
+class HeadersTooLarge(GatewayError):
+    """Request line and headers too large."""
+
+
+class TooManyStreams(GatewayError):
+    """The workspace has its most event streams open."""
+
+
 #: The one mapping from the error tree to status codes. First match wins, so subclasses
 #: come before their bases.
 STATUS_BY_ERROR: tuple[tuple[type[ConveyorError], int], ...] = (
@@ -58,6 +66,8 @@ STATUS_BY_ERROR: tuple[tuple[type[ConveyorError], int], ...] = (
     (InvalidTransition, status.HTTP_409_CONFLICT),
     (BodyTooLarge, status.HTTP_413_CONTENT_TOO_LARGE),
     (OutputTooLarge, status.HTTP_413_CONTENT_TOO_LARGE),
+    (HeadersTooLarge, status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE),
+    (TooManyStreams, status.HTTP_429_TOO_MANY_REQUESTS),
     (PendingLimitExceeded, status.HTTP_429_TOO_MANY_REQUESTS),
     (StoreUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
     (StoreError, status.HTTP_500_INTERNAL_SERVER_ERROR),
@@ -80,7 +90,7 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         if code >= 500:
             log.error("%s %s failed: %r", request.method, request.url.path, exc)
         headers = {}
-        if isinstance(exc, PendingLimitExceeded):
+        if isinstance(exc, PendingLimitExceeded | TooManyStreams):
             headers["Retry-After"] = str(retry_after_s)
         if isinstance(exc, Unauthorized):
             headers["WWW-Authenticate"] = "Bearer"

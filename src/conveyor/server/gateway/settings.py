@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+KIB = 1024
 MIB = 1024 * 1024
 
 
@@ -25,3 +26,13 @@ class GatewaySettings:
     retry_after_s: int = 1
     #: Idle SSE streams get a comment line this often, so proxies and clients see a live stream.
     sse_ping_s: float = 15.0
+    #: Open event streams per workspace (subscribe and the dashboard's live stream together);
+    #: one more is refused with 429 (DESIGN A13).
+    max_streams_per_workspace: int = 100
+    #: A request's line and headers over this many bytes are refused with 431 (DESIGN A13).
+    max_header_bytes: int = 64 * KIB
+    #: A request's line and headers must arrive within this many seconds of its first byte
+    #: (of the connection, for its first request); else the connection is dropped.
+    header_timeout_s: float = 10.0
+    #: Open connections at most; more are closed at once (a proxy in front should queue).
+    max_connections: int = 2048

@@ -11,6 +11,7 @@ from conveyor.server.gateway.agents import AgentDirectory
 from conveyor.server.gateway.metrics import GatewayMetrics
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.gateway.signing import OutputSigner
+from conveyor.server.gateway.stream_hub import StreamHub
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import Workspace
 
@@ -25,6 +26,8 @@ class GatewayState:
     signer: OutputSigner
     metrics: GatewayMetrics
     agents: AgentDirectory
+    #: The event streams' one store subscription, and their count per workspace.
+    streams: StreamHub = field(default_factory=StreamHub)
     _tokens: dict[str, tuple[float, Workspace]] = field(default_factory=dict)
 
     async def authenticate(self, token: str) -> Workspace | None:
