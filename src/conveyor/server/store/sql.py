@@ -5,18 +5,17 @@ placeholders) and supplies the few dialect fragments that differ. Every status w
 guarded ``UPDATE … WHERE status IN <sources>`` built from ``conveyor.tasks``; writes from an
 attempt are also fenced (``AND fence = ?``), so a refused write matches no row and changes nothing.
 
-:class:`SqlStore` holds workspaces, stubs and containers here and takes the rest from its
-parts: task attempts (``attempts.py``, ``finish.py``, ``sweep.py``), reads (``queries.py``),
-the callbacks outbox (``outbox.py``), the server keys (``keys.py``), the agents directory
-(``agents.py``), dashboard sessions and token revocation (``sessions.py``) and
-group-committed enqueues (``group_commit.py``). The driver seam is in ``driver.py``,
-re-exported here.
+:class:`SqlStore` holds stubs and containers here and takes the rest from its parts:
+workspaces and tokens (``tenants.py``), task attempts (``attempts.py``, ``finish.py``,
+``sweep.py``), reads (``queries.py``), the callbacks outbox (``outbox.py``), the server keys
+(``keys.py``), the agents directory (``agents.py``), dashboard sessions and token revocation
+(``sessions.py``) and group-committed enqueues (``group_commit.py``). The driver seam is in
+``driver.py``, re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,27 +38,25 @@ from conveyor.server.store.records import (
     NewTask,
     Stub,
     StubType,
-    Workspace,
 )
 from conveyor.server.store.row_mapping import (
     STUB_COLS,
-    WORKSPACE_COLS,
     canonical_id,
     config_text,
     now_us,
     placeholders,
     to_stub,
-    to_workspace,
 )
 from conveyor.server.store.sessions import SessionsMixin
 from conveyor.server.store.sweep import SweepMixin
+from conveyor.server.store.tenants import TenantsMixin
 
 __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migrations"]
 
 
 class SqlStore(
     AttemptsMixin, FinishMixin, SweepMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin,
-    SessionsMixin,
+    SessionsMixin, TenantsMixin,
 ):
     """``conveyor.server.store.base.Store`` over a :class:`Driver`."""
 
@@ -87,84 +84,6 @@ class SqlStore(
             lambda tx: tx.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version")
         )
         return int(rows[0][0])
-
-    # -- workspaces and tokens ---------------------------------------------------------------
-    async def ensure_workspace(self, name: str) -> Workspace:
-        async def op(tx: Tx) -> Workspace:
-            await tx.execute(
-                "INSERT INTO workspaces (id, name, signing_secret, created_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (name) DO NOTHING",
-                [str(uuid.uuid4()), name, secrets.token_hex(32), now_us(None)],
-            )
-            rows = await tx.execute(
-                f"SELECT {WORKSPACE_COLS} FROM workspaces WHERE name = ?", [name]
-            )
-            return to_workspace(rows[0])
-
-        return await self.driver.write(op)
-
-    async def get_workspace(self, workspace_id: str) -> Workspace | None:
-        rows = await self.driver.read(
-            lambda tx: tx.execute(
-                f"SELECT {WORKSPACE_COLS} FROM workspaces WHERE id = ?", [workspace_id]
-            )
-        )
-        return to_workspace(rows[0]) if rows else None
-
-    async def create_token(self, workspace_id: str, token: str | None = None) -> str:
-        clear = token if token is not None else secrets.token_urlsafe(32)
-        digest = hashlib.sha256(clear.encode()).hexdigest()
-
-        async def op(tx: Tx) -> None:
-            if not await tx.execute("SELECT 1 FROM workspaces WHERE id = ?", [workspace_id]):
-                raise NotFound(f"workspace {workspace_id} not found")
-            if await tx.execute("SELECT 1 FROM operator_tokens WHERE hash = ?", [digest]):
-                raise StoreError("this token is an operator token")
-            await tx.execute(
-                "INSERT INTO tokens (hash, workspace_id, created_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (hash) DO NOTHING",
-                [digest, workspace_id, now_us(None)],
-            )
-            owner = await tx.execute("SELECT workspace_id FROM tokens WHERE hash = ?", [digest])
-            if owner[0][0] != workspace_id:
-                raise StoreError("this token already belongs to another workspace")
-
-        await self.driver.write(op)
-        return clear
-
-    async def authenticate(self, token: str) -> Workspace | None:
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        rows = await self.driver.read(
-            lambda tx: tx.execute(
-                "SELECT w.id, w.name, w.signing_secret, w.created_at FROM tokens k"
-                " JOIN workspaces w ON w.id = k.workspace_id WHERE k.hash = ?",
-                [digest],
-            )
-        )
-        return to_workspace(rows[0]) if rows else None
-
-    async def create_operator_token(self, token: str | None = None) -> str:
-        clear = token if token is not None else secrets.token_urlsafe(32)
-        digest = hashlib.sha256(clear.encode()).hexdigest()
-
-        async def op(tx: Tx) -> None:
-            if await tx.execute("SELECT 1 FROM tokens WHERE hash = ?", [digest]):
-                raise StoreError("this token already belongs to a workspace")
-            await tx.execute(
-                "INSERT INTO operator_tokens (hash, created_at) VALUES (?, ?)"
-                " ON CONFLICT (hash) DO NOTHING",
-                [digest, now_us(None)],
-            )
-
-        await self.driver.write(op)
-        return clear
-
-    async def is_operator_token(self, token: str) -> bool:
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        rows = await self.driver.read(
-            lambda tx: tx.execute("SELECT 1 FROM operator_tokens WHERE hash = ?", [digest])
-        )
-        return bool(rows)
 
     # -- stubs, deployments, code objects ----------------------------------------------------
     async def _store_object(self, tx: Tx, workspace_id: str, code: bytes, t: int) -> int:
