@@ -200,6 +200,13 @@ def _given(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
+#: The parameters of ``gateway_settings``: the gateway flags both ``serve`` and ``server`` take.
+GATEWAY_FLAGS = (
+    "max_body_bytes", "public_url", "output_url_ttl_s", "retry_after_s", "sse_ping_s",
+    "max_streams_per_workspace", "max_header_bytes", "max_connections", "header_timeout_s",
+)
+
+
 def gateway_settings(
     *,
     max_body_bytes: int | None,

@@ -14,6 +14,7 @@ import typer
 
 from conveyor.cli import render
 from conveyor.cli.options import (
+    GATEWAY_FLAGS,
     CpusOpt,
     HeaderTimeoutOpt,
     HostOpt,
@@ -114,17 +115,8 @@ def serve_cmd(
 
     Example: conveyor serve examples/app.py:square
     """
-    gateway = gateway_settings(
-        max_body_bytes=max_body_bytes,
-        public_url=public_url,
-        output_url_ttl_s=output_url_ttl_s,
-        retry_after_s=retry_after_s,
-        sse_ping_s=sse_ping_s,
-        max_streams_per_workspace=max_streams_per_workspace,
-        max_header_bytes=max_header_bytes,
-        max_connections=max_connections,
-        header_timeout_s=header_timeout_s,
-    )
+    flags = locals()  # typer needs one parameter per flag; they become settings once, below
+    gateway = gateway_settings(**{name: flags[name] for name in GATEWAY_FLAGS})
     settings = serve_settings(
         targets, store=store, host=host, port=port, token=token, gateway=gateway,
         no_sandbox=no_sandbox, sandbox_binds=sandbox_bind,
@@ -160,17 +152,8 @@ def server_cmd(
 
     Example: conveyor server --store postgresql://postgres@db/conveyor --public-url https://q.example
     """
-    gateway = gateway_settings(
-        max_body_bytes=max_body_bytes,
-        public_url=public_url,
-        output_url_ttl_s=output_url_ttl_s,
-        retry_after_s=retry_after_s,
-        sse_ping_s=sse_ping_s,
-        max_streams_per_workspace=max_streams_per_workspace,
-        max_header_bytes=max_header_bytes,
-        max_connections=max_connections,
-        header_timeout_s=header_timeout_s,
-    )
+    flags = locals()
+    gateway = gateway_settings(**{name: flags[name] for name in GATEWAY_FLAGS})
     settings = server_settings(store=store, host=host, port=port, gateway=gateway)
     _start(verbose, settings)
     out.print(f"conveyor gateway on http://{host}:{port} (store {store.split('@')[-1]})")
