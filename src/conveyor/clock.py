@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 def now() -> float:
@@ -23,8 +24,14 @@ def iso(us: int | None) -> str | None:
     if us is None:
         return None
     secs, micros = divmod(us, 1_000_000)
-    dt = datetime.fromtimestamp(secs, UTC).replace(microsecond=micros)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{_iso_second(secs)}.{micros:06d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _iso_second(secs: int) -> str:
+    # A task JSON has up to six instants, mostly of a few seconds: formatting the second
+    # once is most of the cost of a status read's rendering (profiled).
+    return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_iso(text: str) -> int:

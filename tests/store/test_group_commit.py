@@ -25,9 +25,9 @@ def count_transactions(store: Store) -> list[int]:
     real = driver.write
     count = [0]
 
-    async def write(fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def write(fn: Callable[[Any], Awaitable[Any]], **options: Any) -> Any:
         count[0] += 1
-        return await real(fn)
+        return await real(fn, **options)
 
     driver.write = write  # type: ignore[method-assign]
     return count

@@ -65,9 +65,10 @@ class Driver(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run ``fn`` in a write transaction (retried on transient conflicts)."""
+    async def write(self, fn: Callable[[Tx], Awaitable[T]], *, quick: bool = False) -> T:
+        """Run ``fn`` in a write transaction (retried on transient conflicts). ``quick``: a
+        few small statements, which a driver may run without handing them to a thread."""
 
-    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T: ...
+    async def read(self, fn: Callable[[Tx], Awaitable[T]], *, quick: bool = False) -> T: ...
 
     def subscribe(self) -> Subscription: ...

@@ -82,7 +82,8 @@ class Enqueuer:
 
     async def _write_calls(self, calls: list[_Call]) -> None:
         try:
-            outcomes = await self._driver.write(lambda tx: self._write(tx, calls))
+            quick = len(calls) == 1 and len(calls[0].tasks) == 1
+            outcomes = await self._driver.write(lambda tx: self._write(tx, calls), quick=quick)
         except BaseException as exc:  # the transaction failed, so did every call in it
             for call in calls:
                 if call.done.done():

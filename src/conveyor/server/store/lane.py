@@ -30,6 +30,11 @@ class Lane:
         #: Hops made so far (each one hand-over to the thread and back).
         self.hops = 0
 
+    @property
+    def idle(self) -> bool:
+        """No hop is under way or waiting: the thread holds nothing of the lane's."""
+        return not self._busy and not self._waiting
+
     async def call(self, fn: Callable[[], T]) -> T:
         if self._executor is None:
             raise LaneClosed("the lane is closed")

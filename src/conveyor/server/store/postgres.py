@@ -195,7 +195,7 @@ class PostgresDriver:
         if pool is not None:
             await pool.close()
 
-    async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def write(self, fn: Callable[[Any], Awaitable[T]], *, quick: bool = False) -> T:
         for attempt in range(CONFLICT_RETRIES):
             try:
                 async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
@@ -215,7 +215,7 @@ class PostgresDriver:
                 raise _translate(exc) from exc
         raise AssertionError("unreachable")
 
-    async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async def read(self, fn: Callable[[Any], Awaitable[T]], *, quick: bool = False) -> T:
         try:
             async with self._connection() as conn, conn.cursor() as cur:
                 return await fn(_Tx(cur))

@@ -76,7 +76,7 @@ class QueriesMixin:
                 containers.get(task.stub_id, 0),
             )
 
-        return await self.driver.read(op)
+        return await self.driver.read(op, quick=True)
 
     async def list_tasks(
         self,

@@ -172,7 +172,7 @@ class SqlStore(
         if key is None:
             return None
         rows = await self.driver.read(
-            lambda tx: tx.execute(f"SELECT {STUB_COLS} FROM stubs WHERE id = ?", [key])
+            lambda tx: tx.execute(f"SELECT {STUB_COLS} FROM stubs WHERE id = ?", [key]), quick=True
         )
         return to_stub(rows[0]) if rows else None
 
@@ -186,7 +186,7 @@ class SqlStore(
         else:
             sql += " AND version = ?"
             params.append(version)
-        rows = await self.driver.read(lambda tx: tx.execute(sql, params))
+        rows = await self.driver.read(lambda tx: tx.execute(sql, params), quick=True)
         return to_stub(rows[0]) if rows else None
 
     async def list_stubs(
