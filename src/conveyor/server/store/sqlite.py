@@ -288,7 +288,8 @@ class SqliteDriver:
 
         if quick and self._quick_conn is not None:
             try:
-                return _guarded(_no_wait, query, self._quick_conn)
+                found: T = _guarded(_no_wait, query, self._quick_conn)
+                return found
             except _Busy:
                 pass
         return await self.call(lambda: query(self._read_conn), reader=True)
