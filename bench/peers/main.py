@@ -281,8 +281,9 @@ def main() -> None:
     print(f"{tasks:,} tasks per throughput run; each figure the median of {reps} run(s)\n")
     if FLOOR in systems:
         print(floors_text + "\n")
-    print(text)
-    print("\n" + goals_text)
+    if text.count("\n") > 1:  # a row besides the head
+        print(text + "\n")
+    print(goals_text)
     for name, error in report["errors"].items():
         print(f"\n{name} FAILED: {error.strip().splitlines()[-1]}")
     for name, failed in report["row_errors"].items():

@@ -31,6 +31,9 @@ from bench.peers.http_client import KeepAlive, enqueue_concurrent
 APP = Path(conveyor_app.__file__)
 QUEUES = (conveyor_app.noop, conveyor_app.stamp, conveyor_app.sleeper)
 BATCH = 500
+#: Worker processes run sandboxed (bubblewrap) where ``bwrap`` is on PATH; on a machine
+#: without it, unsandboxed (conveyor refuses to start otherwise). The JSON's machine facts say.
+SANDBOX_ENV = {} if shutil.which("bwrap") else {"CONVEYOR_NO_SANDBOX": "1"}
 
 
 class ConveyorAdapter(Adapter):
@@ -169,7 +172,8 @@ class ConveyorSqlite(ConveyorAdapter):
             PROCS.stop(self.serving)
         argv = [venv_bin("conveyor"), "serve", *(f"{APP}:{f}" for f in funcs),
                 "--store", f"sqlite:///{self.db}", "--port", str(self.port)]
-        self.serving = PROCS.start(argv, self.logs / "conveyor-sqlite.log", cwd=self.folder)
+        self.serving = PROCS.start(argv, self.logs / "conveyor-sqlite.log", env=SANDBOX_ENV,
+                                   cwd=self.folder)
         self._wait_healthy(self.serving)
 
     def teardown(self) -> None:
@@ -190,7 +194,8 @@ class ConveyorSqlite(ConveyorAdapter):
         PROCS.stop(self.serving)
         argv = [venv_bin("conveyor"), "serve", *(f"{APP}:{f}" for f in ("noop", "stamp",
                 "sleeper")), "--store", f"sqlite:///{self.db}", "--port", str(self.port)]
-        self.serving = PROCS.start(argv, self.logs / "conveyor-sqlite.log", cwd=self.folder)
+        self.serving = PROCS.start(argv, self.logs / "conveyor-sqlite.log", env=SANDBOX_ENV,
+                                   cwd=self.folder)
 
     def wait_workers_up(self) -> None:
         assert self.serving is not None
@@ -281,7 +286,8 @@ class ConveyorPostgres(ConveyorAdapter):
 
     def start_workers(self) -> None:
         argv = [venv_bin("conveyor"), "worker", "--store", self.url]
-        self.workers = [PROCS.start(argv, self.logs / "conveyor-pg-worker.log")]
+        self.workers = [PROCS.start(argv, self.logs / "conveyor-pg-worker.log",
+                                    env=SANDBOX_ENV)]
 
     def load_completed(self, count: int) -> None:
         ws, stub = self.sql.execute(
