@@ -269,7 +269,7 @@ def main() -> None:
     report["table"] = text = table(medians, systems)
     report["floor_table"] = floors_text = floor_table(medians)
     report["ratios"] = ratios(medians, systems)
-    report["targets"] = goals = targets(medians, systems)
+    report["targets"] = goals = targets(medians, systems, report["row_errors"])
     report["regressions"] = steady = regressions(medians, baseline)
     goals_text = targets_block(goals, steady, baseline is not None)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,9 +286,11 @@ def main() -> None:
     print(goals_text)
     for name, error in report["errors"].items():
         print(f"\n{name} FAILED: {error.strip().splitlines()[-1]}")
+    if report["row_errors"]:
+        print("\nnot measured (tracebacks in the JSON's row_errors):")
     for name, failed in report["row_errors"].items():
         for key, error in failed.items():
-            print(f"\n{name} {key}: not measured: {error.strip().splitlines()[-1]}")
+            print(f"  {name} {key}: {error.strip().splitlines()[-1]}")
     print(f"\nJSON: {path.relative_to(ROOT)}")
 
 

@@ -36,6 +36,8 @@ for level in GROWTH_LEVELS:
     ROWS.append((f"growth_enqueue_{level}", f"enqueue with {level:,} stored (tasks/s)", "+"))
     ROWS.append((f"growth_read_{level}", f"status read p50 with {level:,} stored (ms)", "-"))
 DIRECTION = {key: direction for key, _, direction in ROWS}
+#: Rows shown (as "—") even when no system has a figure: the API may not exist yet.
+ALWAYS = ("enqueue_direct", "status_direct")
 
 
 def floor_key(key: str, system: str) -> str | None:
@@ -96,7 +98,7 @@ def table(medians: Medians, systems: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label, direction in ROWS:
         cells = [medians.get(s, {}).get(key) for s in shown]
-        if all(c is None for c in cells):
+        if all(c is None for c in cells) and not (ours and key in ALWAYS):
             continue
         to_peer = [found[s][key]["to_best_peer"] for s in ours]
         to_floor = [found[s][key]["to_floor"] for s in ours]
@@ -134,7 +136,8 @@ TARGETS: list[tuple[str, str, str, str, float]] = [
 ]
 
 
-def targets(medians: Medians, systems: list[str]) -> list[dict[str, Any]]:
+def targets(medians: Medians, systems: list[str],
+            row_errors: dict[str, dict[str, str]]) -> list[dict[str, Any]]:
     """Each target of issue 15 with this run's figure: met, not met, or not measured."""
     found = ratios(medians, systems)
     results = []
@@ -144,7 +147,10 @@ def targets(medians: Medians, systems: list[str]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"target": what, "system": system, "row": key, "kind": kind,
                                  "threshold": threshold, "value": value}
         if row is None or value is None:
-            entry.update(met=None, text="not measured (system not run or the row failed)")
+            error = row_errors.get(system, {}).get(key)
+            why = (error.strip().splitlines()[-1] if error
+                   else "the row failed" if system in systems else f"{system} not run")
+            entry.update(met=None, text=f"not measured ({why})")
         elif kind == "max":
             entry.update(met=value <= threshold,
                          text=f"{fmt(value)} ms; target ≤ {threshold:g} ms")
