@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,6 +111,8 @@ def machine() -> dict[str, str]:
         "ram_gib": f"{psutil.virtual_memory().total / 2**30:.1f}",
         "kernel": platform.release(),
         "python": sys.version.split()[0],
+        "conveyor_sandbox": ("bwrap" if shutil.which("bwrap")
+                             else "none: bwrap not on PATH, CONVEYOR_NO_SANDBOX=1"),
     }
 
 

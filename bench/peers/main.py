@@ -1,6 +1,9 @@
 """Run every workload against every system; print the table, write JSON to bench/results/.
 
-    bench/.venv-peers/bin/python -m bench.peers.main [--quick] [--systems celery,rq,...]
+    bench/.venv-peers/bin/python -m bench.peers.main [--quick] [--systems floor,celery,rq,...]
+
+``floor`` (on by default) measures the machine's limits in the same run (``floor.py``); every
+conveyor row is then also given as a ratio to its floor, and issue 15's targets are evaluated.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import statistics
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.peers.adapters.arq import ArqAdapter
@@ -23,43 +27,32 @@ from bench.peers.adapters.huey import HueyAdapter
 from bench.peers.adapters.procrastinate import ProcrastinateAdapter
 from bench.peers.adapters.rq import RqAdapter
 from bench.peers.adapters.taskiq import TaskiqAdapter
+from bench.peers.floor import Floors
 from bench.peers.harness import MARKERS, PROCS, ROOT, machine, pct
+from bench.peers.report import (
+    GROWTH_LEVELS,
+    floor_table,
+    ratios,
+    regressions,
+    table,
+    targets,
+    targets_block,
+)
 
 SYSTEMS: dict[str, type[Adapter]] = {
     a.name: a
     for a in (CeleryAdapter, RqAdapter, DramatiqAdapter, ArqAdapter, HueyAdapter,
               ProcrastinateAdapter, TaskiqAdapter, ConveyorSqlite, ConveyorPostgres)
 }
-CONVEYORS = ("conveyor-sqlite", "conveyor-pg")
+FLOOR = "floor"
 PACKAGES = ("celery", "kombu", "rq", "dramatiq", "arq", "huey", "procrastinate", "taskiq",
             "taskiq-redis", "redis", "psycopg", "httpx", "conveyor")
-# (key, label, direction): "+" higher is better, "-" lower is better.
-ROWS: list[tuple[str, str, str]] = [
-    ("enqueue_single", "enqueue, one call per task (tasks/s)", "+"),
-    ("enqueue_single_8c", "enqueue, one call per task, 8 concurrent clients (tasks/s)", "+"),
-    ("enqueue_bulk", "enqueue, bulk API (tasks/s)", "+"),
-    ("e2e_launch", "end to end from worker launch (tasks/s)", "+"),
-    ("e2e_steady", "end to end, first to last completion (tasks/s)", "+"),
-    ("pickup_p50", "pickup latency p50 (ms)", "-"),
-    ("pickup_p95", "pickup latency p95 (ms)", "-"),
-    ("pickup_p99", "pickup latency p99 (ms)", "-"),
-    ("status_rate", "status look-ups of completed tasks (/s)", "+"),
-    ("cancel_p50", "cancel latency p50 (ms)", "-"),
-    ("cancel_p99", "cancel latency p99 (ms)", "-"),
-]
-#: Rows only conveyor runs, compared with the peers' figure of another row (issue 7's target:
-#: single enqueues from 8 concurrent clients against the best peer's single enqueue).
-COMPARE = {"enqueue_single_8c": "enqueue_single"}
-GROWTH_LEVELS = (1_000, 100_000, 1_000_000)
-for level in GROWTH_LEVELS:
-    ROWS.append((f"growth_enqueue_{level}", f"enqueue with {level:,} stored (tasks/s)", "+"))
-    ROWS.append((f"growth_read_{level}", f"status read p50 with {level:,} stored (ms)", "-"))
-
-
 class Run:
     def __init__(self, adapter: Adapter, tasks: int, reps: int, levels: tuple[int, ...]) -> None:
         self.a, self.tasks, self.reps, self.levels = adapter, tasks, reps, levels
         self.samples: dict[str, list[float]] = {}
+        #: Rows that could not be taken (the run goes on; the table shows "—").
+        self.errors: dict[str, str] = {}
 
     def add(self, key: str, value: float) -> None:
         self.samples.setdefault(key, []).append(value)
@@ -68,6 +61,15 @@ class Run:
     def repeat(self, body: Callable[[], None]) -> None:
         for _ in range(self.reps):
             body()
+
+    def guarded(self, key: str, body: Callable[[], None]) -> None:
+        """A row whose API may not exist yet (the direct producer): its error is recorded."""
+        try:
+            self.repeat(body)
+        except Exception as exc:
+            self.errors[key] = traceback.format_exc()
+            print(f"  {self.a.name:<16} {key:<24} {'—':>12}  ({type(exc).__name__}: {exc})",
+                  flush=True)
 
     def enqueue(self, key: str, call: Callable[[range], list[Any]]) -> None:
         self.a.reset()
@@ -103,12 +105,14 @@ class Run:
         for p in (50, 95, 99):
             self.add(f"pickup_p{p}", pct(delays, p))
 
-    def status(self, handles: list[Any]) -> None:
+    def status(self, handles: list[Any], key: str = "status_rate",
+               lookup: Callable[[Any], object] | None = None) -> None:
+        look = lookup or self.a.lookup
         count, began = 0, time.perf_counter()
         while count < 3000 and time.perf_counter() - began < 15:
-            self.a.lookup(handles[(count * 7919) % len(handles)])
+            look(handles[(count * 7919) % len(handles)])
             count += 1
-        self.add("status_rate", count / (time.perf_counter() - began))
+        self.add(key, count / (time.perf_counter() - began))
 
     def cancel(self) -> None:
         delays = [self.a.cancel_one(f"{self.a.name}-{time.time_ns()}") * 1000 for _ in range(10)]
@@ -144,6 +148,9 @@ class Run:
             concurrent = getattr(a, "enqueue_concurrent", None)
             if concurrent is not None:
                 self.repeat(lambda: self.enqueue_8c(concurrent))
+            direct = getattr(a, "enqueue_direct", None)
+            if direct is not None:
+                self.guarded("enqueue_direct", lambda: self.enqueue("enqueue_direct", direct))
             if a.has_bulk:
                 self.repeat(lambda: self.enqueue("enqueue_bulk", a.enqueue_bulk))
             handles: list[Any] = []
@@ -156,6 +163,10 @@ class Run:
                     a.stamp()
                 self.repeat(self.pickup)
                 self.repeat(lambda: self.status(handles))
+                lookup_direct = getattr(a, "lookup_direct", None)
+                if lookup_direct is not None:
+                    self.guarded("status_direct",
+                                 lambda: self.status(handles, "status_direct", lookup_direct))
                 if a.can_cancel:
                     self.repeat(self.cancel)
             finally:
@@ -177,33 +188,6 @@ def versions() -> dict[str, str]:
     return found
 
 
-def fmt(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
-
-
-def table(medians: dict[str, dict[str, float]], systems: list[str]) -> str:
-    peers = [s for s in systems if s not in CONVEYORS]
-    ours = [s for s in systems if s in CONVEYORS]
-    head = ["workload", "better", *systems, *(f"{s} / best peer" for s in ours)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key, label, direction in ROWS:
-        cells = [medians.get(s, {}).get(key) for s in systems]
-        if all(c is None for c in cells):
-            continue
-        against = COMPARE.get(key, key)
-        got = [medians[p][against] for p in peers if against in medians.get(p, {})]
-        best = (max(got) if direction == "+" else min(got)) if got else None
-        ratios = []
-        for s in ours:
-            mine = medians.get(s, {}).get(key)
-            ratios.append(f"{mine / best:.2f}" if mine is not None and best else "—")
-        arrow = "higher" if direction == "+" else "lower"
-        lines.append("| " + " | ".join([label, arrow, *map(fmt, cells), *ratios]) + " |")
-    return "\n".join(lines)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -211,38 +195,83 @@ def main() -> None:
     parser.add_argument("--reps", type=int, help="repetitions per figure (default 3)")
     parser.add_argument("--tasks", type=int, help="tasks per throughput run (default 10,000)")
     parser.add_argument("--no-growth", action="store_true")
-    parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--systems", default=",".join([FLOOR, *SYSTEMS]),
+                        help=f"comma-separated, of: {FLOOR} (the machine's limits), "
+                             + ", ".join(SYSTEMS))
+    parser.add_argument("--gateway-workers", type=int, default=2, metavar="N",
+                        help="gateway processes of conveyor-pg's `conveyor server` when it takes "
+                             "--workers (default 2; 1 = never pass the flag)")
+    parser.add_argument("--baseline", type=Path, metavar="JSON",
+                        help="an earlier run's JSON: bulk enqueue, cancel and growth are checked "
+                             "against it (issue 15: nothing else regresses)")
     args = parser.parse_args()
     tasks = args.tasks or (2_000 if args.quick else 10_000)
     reps = args.reps or (1 if args.quick else 3)
     levels = () if args.no_growth else GROWTH_LEVELS[:2] if args.quick else GROWTH_LEVELS
     systems = [s for s in args.systems.split(",") if s]
+    unknown = [s for s in systems if s != FLOOR and s not in SYSTEMS]
+    if unknown:
+        parser.error(f"unknown system(s): {', '.join(unknown)}")
+    baseline = json.loads(args.baseline.read_text())["medians"] if args.baseline else None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = ROOT / "bench" / "results"
     logs = out / f"peers-{stamp}-logs"
     report: dict[str, Any] = {
         "machine": machine(), "versions": versions(), "tasks": tasks, "reps": reps,
-        "growth_levels": list(levels), "workers": {}, "samples": {}, "medians": {},
-        "errors": {},
+        "growth_levels": list(levels), "workers": {}, "gateway": {}, "samples": {},
+        "medians": {}, "errors": {}, "row_errors": {},
     }
+    if "conveyor-pg" in systems:
+        has_flag = ConveyorPostgres.server_has_workers_flag()
+        used = args.gateway_workers if has_flag and args.gateway_workers > 1 else 1
+        ConveyorPostgres.gateway_workers = used
+        report["gateway"]["conveyor-pg"] = {
+            "server_has_workers_flag": has_flag, "gateway_processes": used,
+            "argv": f"conveyor server --workers {used}" if used > 1 else "conveyor server",
+        }
+    if "conveyor-sqlite" in systems:
+        report["gateway"]["conveyor-sqlite"] = {"gateway_processes": 1, "argv": "conveyor serve"}
     MARKERS.flushdb()
     for name in systems:
-        adapter = SYSTEMS[name](logs)
-        report["workers"][name] = adapter.workers_note
-        print(f"== {name}: {adapter.workers_note}", flush=True)
-        run = Run(adapter, tasks, reps, levels)
-        try:
-            run.all()
-        except Exception:
-            report["errors"][name] = traceback.format_exc()
-            print(report["errors"][name], flush=True)
-        finally:
-            PROCS.stop_all()
-        report["samples"][name] = run.samples
-        report["medians"][name] = {k: statistics.median(v) for k, v in run.samples.items()}
+        if name == FLOOR:
+            note = ("minimal ASGI app on uvicorn + httptools + uvloop (1 process); "
+                    "one-row insert+commit / SELECT on SQLite and PostgreSQL, 1 caller")
+            report["workers"][name] = note
+            print(f"== {name}: {note}", flush=True)
+            floors = Floors(logs, tasks, reps)
+            try:
+                floors.all()
+            finally:
+                PROCS.stop_all()
+            samples, row_errors = floors.samples, floors.errors
+        else:
+            adapter = SYSTEMS[name](logs)
+            if name == "conveyor-pg" and ConveyorPostgres.gateway_workers > 1:
+                adapter.workers_note += (f"; gateway `conveyor server --workers "
+                                         f"{ConveyorPostgres.gateway_workers}`")
+            report["workers"][name] = adapter.workers_note
+            print(f"== {name}: {adapter.workers_note}", flush=True)
+            run = Run(adapter, tasks, reps, levels)
+            try:
+                run.all()
+            except Exception:
+                report["errors"][name] = traceback.format_exc()
+                print(report["errors"][name], flush=True)
+            finally:
+                PROCS.stop_all()
+            samples, row_errors = run.samples, run.errors
+        report["samples"][name] = samples
+        report["medians"][name] = {k: statistics.median(v) for k, v in samples.items()}
+        if row_errors:
+            report["row_errors"][name] = row_errors
     MARKERS.flushdb()
-    text = table(report["medians"], systems)
-    report["table"] = text
+    medians = report["medians"]
+    report["table"] = text = table(medians, systems)
+    report["floor_table"] = floors_text = floor_table(medians)
+    report["ratios"] = ratios(medians, systems)
+    report["targets"] = goals = targets(medians, systems, report["row_errors"])
+    report["regressions"] = steady = regressions(medians, baseline)
+    goals_text = targets_block(goals, steady, baseline is not None)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"peers-{stamp}.json"
     path.write_text(json.dumps(report, indent=2))
@@ -250,9 +279,18 @@ def main() -> None:
     print(f"machine: {report['machine']}")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()))
     print(f"{tasks:,} tasks per throughput run; each figure the median of {reps} run(s)\n")
-    print(text)
+    if FLOOR in systems:
+        print(floors_text + "\n")
+    if text.count("\n") > 1:  # a row besides the head
+        print(text + "\n")
+    print(goals_text)
     for name, error in report["errors"].items():
         print(f"\n{name} FAILED: {error.strip().splitlines()[-1]}")
+    if report["row_errors"]:
+        print("\nnot measured (tracebacks in the JSON's row_errors):")
+    for name, failed in report["row_errors"].items():
+        for key, error in failed.items():
+            print(f"  {name} {key}: {error.strip().splitlines()[-1]}")
     print(f"\nJSON: {path.relative_to(ROOT)}")
 
 

@@ -1,18 +1,16 @@
 """conveyor over HTTP: (a) ``conveyor serve`` on SQLite, (b) ``server`` + ``worker`` on PostgreSQL.
 
 The ``noop`` queue has ``workers=2`` and exactly one container, so 2 worker processes run it.
-Workloads talk HTTP/1.1 over one keep-alive ``http.client`` connection (stdlib): httpx costs
-about 0.85 ms more per request on this machine (1.23 against 0.38 ms for ``GET /healthz``),
-which is more than the server spends on the request.
+Workloads talk HTTP/1.1 over one keep-alive ``http.client`` connection (stdlib,
+``bench/peers/http_client.py``, the same client as the no-op HTTP floor's).
 """
 
 from __future__ import annotations
 
-import http.client
 import io
-import multiprocessing
+import os
+import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -24,64 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import psycopg
 from bench.peers.adapters import conveyor_app
 from bench.peers.adapters.base import Adapter
 from bench.peers.harness import PG_ADMIN, PROCS, pg_url, venv_bin, wait_until
+from bench.peers.http_client import KeepAlive, enqueue_concurrent
 
 APP = Path(conveyor_app.__file__)
 QUEUES = (conveyor_app.noop, conveyor_app.stamp, conveyor_app.sleeper)
 BATCH = 500
-#: Concurrent clients of the "8 concurrent clients" single-enqueue workload.
-CLIENTS = 8
-
-
-class KeepAlive:
-    """One keep-alive HTTP/1.1 connection that speaks JSON. The server closes a connection
-    idle for 5 s (uvicorn's default), so one idle for 4 s is replaced before it is used."""
-
-    IDLE_S = 4.0
-
-    def __init__(self, port: int, token: str) -> None:
-        self.port = port
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        self._connect()
-
-    def _connect(self) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        self.conn.connect()
-        assert self.conn.sock is not None
-        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.used = time.monotonic()
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        if time.monotonic() - self.used > self.IDLE_S:
-            self.conn.close()
-            self._connect()
-        payload = orjson.dumps(body) if body is not None else None
-        self.conn.request(method, path, body=payload, headers=self.headers)
-        response = self.conn.getresponse()
-        data = response.read()
-        self.used = time.monotonic()
-        if response.status != 200:
-            raise RuntimeError(f"{method} {path}: {response.status} {data[:200]!r}")
-        return orjson.loads(data)
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def _enqueue_share(job: tuple[int, str, float, Sequence[int]]) -> tuple[list[str], float]:
-    """One client process of the concurrent workload: its share, from a common start."""
-    port, token, start, args = job
-    client = KeepAlive(port, token)
-    while time.time() < start:
-        time.sleep(0.0005)
-    ids = [client.call("POST", "/taskqueue/noop", {"args": [i]})["task_id"] for i in args]
-    ended = time.time()
-    client.close()
-    return ids, ended
+#: Worker processes run sandboxed (bubblewrap) where ``bwrap`` is on PATH; on a machine
+#: without it, unsandboxed (conveyor refuses to start otherwise). The JSON's machine facts say.
+SANDBOX_ENV = {} if shutil.which("bwrap") else {"CONVEYOR_NO_SANDBOX": "1"}
 
 
 class ConveyorAdapter(Adapter):
@@ -91,6 +43,34 @@ class ConveyorAdapter(Adapter):
     can_cancel = True
     durable = True
     port: int
+    #: The store URL a direct producer is given (``Client(store=...)``).
+    store_url: str
+    _direct_client: Any = None
+
+    # -- the direct producer: ``Client(store=STORE_URL, token=TOKEN)``, no HTTP ------------
+    def _direct(self) -> Any:
+        """The direct-producer client, made once. Raises (TypeError) where ``Client`` does
+        not take ``store=`` yet; the run records that and shows "—"."""
+        client = self._direct_client
+        if client is None:
+            from conveyor import Client
+
+            client = Client(store=self.store_url, token=self.token)  # type: ignore[call-arg]
+            self._direct_client = client
+        return client
+
+    def close_direct(self) -> None:
+        client = self._direct_client
+        if client is not None and hasattr(client, "close"):
+            client.close()
+        self._direct_client = None
+
+    def enqueue_direct(self, args: Sequence[int]) -> list[Any]:
+        put = self._direct().put
+        return [put("noop", i).id for i in args]
+
+    def lookup_direct(self, handle: Any) -> object:
+        return self._direct().task(handle)["status"]
 
     def _connect(self, token: str) -> None:
         self.token = token
@@ -120,14 +100,8 @@ class ConveyorAdapter(Adapter):
         return [call("POST", "/taskqueue/noop", {"args": [i]})["task_id"] for i in args]
 
     def enqueue_concurrent(self, args: Sequence[int]) -> tuple[list[str], float]:
-        """``CLIENTS`` processes, each with its own keep-alive connection, enqueue one task per
-        call; returns the ids and the seconds from the common start to the last reply."""
-        shares = [list(args[k::CLIENTS]) for k in range(CLIENTS)]
-        start = time.time() + 1.0  # every process is up and connected by then
-        with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
-            done = pool.map(_enqueue_share, [(self.port, self.token, start, share)
-                                             for share in shares])
-        return [i for ids, _ in done for i in ids], max(ended for _, ended in done) - start
+        """8 forked client processes from one instant (``http_client.enqueue_concurrent``)."""
+        return enqueue_concurrent(self.port, self.token, "/taskqueue/noop", args)
 
     def enqueue_bulk(self, args: Sequence[int]) -> list[Any]:
         ids: list[str] = []
@@ -185,6 +159,7 @@ class ConveyorSqlite(ConveyorAdapter):
     def setup(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="bench-conveyor-sqlite-"))
         self.db = self.folder / "conveyor.db"
+        self.store_url = f"sqlite:///{self.db}"  # the folder is absolute: sqlite:////tmp/...
         self.serving: subprocess.Popen[bytes] | None = None
         # First run registers every queue (stubs persist), then stays in idle mode.
         self._serve(["noop", "stamp", "sleeper"])
@@ -197,10 +172,12 @@ class ConveyorSqlite(ConveyorAdapter):
             PROCS.stop(self.serving)
         argv = [venv_bin("conveyor"), "serve", *(f"{APP}:{f}" for f in funcs),
                 "--store", f"sqlite:///{self.db}", "--port", str(self.port)]
-        self.serving = PROCS.start(argv, self.logs / "conveyor-sqlite.log", cwd=self.folder)
+        self.serving = PROCS.start(argv, self.logs / "conveyor-sqlite.log", env=SANDBOX_ENV,
+                                   cwd=self.folder)
         self._wait_healthy(self.serving)
 
     def teardown(self) -> None:
+        self.close_direct()
         if self.serving is not None:
             PROCS.stop(self.serving)
         self.http.close()
@@ -217,7 +194,8 @@ class ConveyorSqlite(ConveyorAdapter):
         PROCS.stop(self.serving)
         argv = [venv_bin("conveyor"), "serve", *(f"{APP}:{f}" for f in ("noop", "stamp",
                 "sleeper")), "--store", f"sqlite:///{self.db}", "--port", str(self.port)]
-        self.serving = PROCS.start(argv, self.logs / "conveyor-sqlite.log", cwd=self.folder)
+        self.serving = PROCS.start(argv, self.logs / "conveyor-sqlite.log", env=SANDBOX_ENV,
+                                   cwd=self.folder)
 
     def wait_workers_up(self) -> None:
         assert self.serving is not None
@@ -254,9 +232,18 @@ class ConveyorPostgres(ConveyorAdapter):
                     "workers=2 and one container: 2 worker processes")
     port = 8791
     DB = "bench_conveyor"
+    #: Gateway processes of ``conveyor server`` (``--workers N``); 1 = the flag is not passed.
+    gateway_workers = 1
+
+    @staticmethod
+    def server_has_workers_flag() -> bool:
+        """Whether ``conveyor server`` takes ``--workers N`` (several gateway processes)."""
+        shown = subprocess.run([venv_bin("conveyor"), "server", "--help"], capture_output=True,
+                               text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+        return re.search(r"(?<![\w-])--workers\b", shown.stdout) is not None
 
     def setup(self) -> None:
-        self.url = pg_url(self.DB)
+        self.url = self.store_url = pg_url(self.DB)
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {self.DB} WITH (FORCE)")
             conn.execute(f"CREATE DATABASE {self.DB}")
@@ -266,6 +253,8 @@ class ConveyorPostgres(ConveyorAdapter):
         )
         self.token = made.stdout.strip().splitlines()[-1]
         argv = [venv_bin("conveyor"), "server", "--store", self.url, "--port", str(self.port)]
+        if self.gateway_workers > 1:
+            argv += ["--workers", str(self.gateway_workers)]
         self.server = PROCS.start(argv, self.logs / "conveyor-pg-server.log")
         self._wait_healthy(self.server)
         self._connect(self.token)
@@ -283,6 +272,7 @@ class ConveyorPostgres(ConveyorAdapter):
         self.sql = psycopg.connect(self.url, autocommit=True)
 
     def teardown(self) -> None:
+        self.close_direct()
         self.stop_workers()
         PROCS.stop(self.server)
         self.http.close()
@@ -296,7 +286,8 @@ class ConveyorPostgres(ConveyorAdapter):
 
     def start_workers(self) -> None:
         argv = [venv_bin("conveyor"), "worker", "--store", self.url]
-        self.workers = [PROCS.start(argv, self.logs / "conveyor-pg-worker.log")]
+        self.workers = [PROCS.start(argv, self.logs / "conveyor-pg-worker.log",
+                                    env=SANDBOX_ENV)]
 
     def load_completed(self, count: int) -> None:
         ws, stub = self.sql.execute(
