@@ -138,3 +138,24 @@ async def test_the_in_flight_count_follows_every_transition(
     await store.enqueue(stub, [NewTask("{}")] * 98, 100, now=t0 + 3600)
     with pytest.raises(PendingLimitExceeded):
         await store.enqueue(stub, [NewTask("{}")], 100, now=t0 + 3600)
+
+
+async def test_one_task_alone_is_counted_announced_and_refused_alone(
+    store: Store, stub: Stub
+) -> None:
+    """The path of a lone one-task call (one statement on PostgreSQL): the kept count goes
+    up, subscribers hear of it, and a full queue or a missing stub refuses it."""
+    sub = store.subscribe()
+    (task_id,) = await store.enqueue(stub, [NewTask("{}")], 2)
+    event = await sub.get(timeout=5)
+    assert event is not None and (event.kind, event.stub_id) == ("enqueued", stub.id)
+    await store.enqueue(stub, [NewTask("{}")], 2)
+    with pytest.raises(PendingLimitExceeded):
+        await store.enqueue(stub, [NewTask("{}")], 2)
+    (load,) = await store.stub_loads([stub.id])
+    assert (load.runnable, load.running) == (2, 0)
+    missing = dataclasses.replace(stub, id=str(uuid.uuid4()))
+    with pytest.raises(NotFound):
+        await store.enqueue(missing, [NewTask("{}")], 2)
+    view = await store.get_task(task_id)
+    assert view is not None and view.task.status is TaskStatus.PENDING

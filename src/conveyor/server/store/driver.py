@@ -26,6 +26,9 @@ class Dialect:
     skip_locked: str
     #: Appended to a SELECT that must lock its rows until commit.
     for_update: str
+    #: An expression that publishes one event (its JSON the one parameter) on commit, where
+    #: the dialect can inside any statement; else ``None`` (events go with ``Tx.emit``).
+    notify: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,5 +73,8 @@ class Driver(Protocol):
         few small statements, which a driver may run without handing them to a thread."""
 
     async def read(self, fn: Callable[[Tx], Awaitable[T]], *, quick: bool = False) -> T: ...
+
+    async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one statement on its own: atomic by itself, committed when this returns."""
 
     def subscribe(self) -> Subscription: ...

@@ -31,7 +31,12 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 CHANNEL = "conveyor"
-DIALECT = Dialect(name="postgres", skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE")
+DIALECT = Dialect(
+    name="postgres",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    for_update=" FOR UPDATE",
+    notify=f"pg_notify('{CHANNEL}', ?)",
+)
 #: Advisory lock key held while migrating, so concurrent openers apply each migration once.
 MIGRATION_LOCK = 0x636F6E76  # "conv"
 CONNECT_TIMEOUT_S = 10.0
@@ -221,6 +226,11 @@ class PostgresDriver:
                 return await fn(_Tx(cur))
         except (psycopg.Error, PoolTimeout) as exc:
             raise _translate(exc) from exc
+
+    async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        # The pool's connections are in autocommit: one statement, one implicit transaction,
+        # one round trip.
+        return await self.read(lambda tx: tx.execute(sql, params))
 
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()

@@ -67,7 +67,7 @@ class SqlStore(
         d = driver.dialect
         self._skip_locked = d.skip_locked
         self._for_update = d.for_update
-        self._enqueuer = Enqueuer(driver, d.for_update)
+        self._enqueuer = Enqueuer(driver)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:

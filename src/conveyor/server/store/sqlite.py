@@ -294,6 +294,10 @@ class SqliteDriver:
                 pass
         return await self.call(lambda: query(self._read_conn), reader=True)
 
+    async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        rows: list[Row] = await self.write(lambda tx: tx.execute(sql, params), quick=True)
+        return rows
+
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()
 
