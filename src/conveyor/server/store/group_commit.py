@@ -10,6 +10,9 @@ The pending limit reads the stub's ``in_flight`` count (kept by the store's trig
 enqueue costs the same however deep the queue. Each call still succeeds or fails on its own:
 a call over its pending limit or for a missing stub fails alone, and a call with idempotency
 keys runs inside a savepoint so that its keys roll back with it.
+
+``write_calls`` is that transaction's body, over any :class:`Tx`: the direct producer
+(``conveyor.direct``) runs the same statements in the caller's thread or transaction.
 """
 
 from __future__ import annotations
@@ -34,12 +37,13 @@ _INSERT = (
 
 
 @dataclass
-class _Call:
+class EnqueueCall:
+    """One ``enqueue`` call: its tasks succeed or fail together."""
+
     stub: Stub
     tasks: Sequence[NewTask]
     max_pending: int
     t: int
-    done: asyncio.Future[list[str]]
 
     def rows(self, ids: Sequence[str], create: Sequence[int]) -> list[tuple[Any, ...]]:
         config = self.stub.queue_config
@@ -52,6 +56,13 @@ class _Call:
              expires_at)
             for i in create
         ]
+
+
+@dataclass
+class _Call(EnqueueCall):
+    """A waiting call of the group commit, and the future its caller awaits."""
+
+    done: asyncio.Future[list[str]]
 
 
 class Enqueuer:
@@ -82,7 +93,9 @@ class Enqueuer:
 
     async def _write_calls(self, calls: list[_Call]) -> None:
         try:
-            outcomes = await self._driver.write(lambda tx: self._write(tx, calls))
+            outcomes = await self._driver.write(
+                lambda tx: write_calls(tx, calls, self._for_update)
+            )
         except BaseException as exc:  # the transaction failed, so did every call in it
             for call in calls:
                 if call.done.done():
@@ -102,48 +115,53 @@ class Enqueuer:
             else:
                 call.done.set_result(outcome)
 
-    async def _write(self, tx: Tx, calls: Sequence[_Call]) -> list[list[str] | Exception]:
-        stub_ids = sorted({call.stub.id for call in calls})
-        # Locks the stub rows (PostgreSQL), in one order for every writer, so their in-flight
-        # counts cannot go stale and two gateways' batches cannot deadlock.
-        found = await tx.execute(
-            f"SELECT id, in_flight FROM stubs WHERE id IN ({', '.join('?' * len(stub_ids))})"
-            f" ORDER BY id{self._for_update}",
-            stub_ids,
+
+async def write_calls(
+    tx: Tx, calls: Sequence[EnqueueCall], for_update: str
+) -> list[list[str] | Exception]:
+    """Insert each call's tasks (or refuse the call) inside ``tx``; per call, its ids or its
+    error. ``for_update`` is the dialect's row-lock suffix (PostgreSQL: `` FOR UPDATE``)."""
+    stub_ids = sorted({call.stub.id for call in calls})
+    # Locks the stub rows (PostgreSQL), in one order for every writer, so their in-flight
+    # counts cannot go stale and two gateways' batches cannot deadlock.
+    found = await tx.execute(
+        f"SELECT id, in_flight FROM stubs WHERE id IN ({', '.join('?' * len(stub_ids))})"
+        f" ORDER BY id{for_update}",
+        stub_ids,
+    )
+    in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
+    added: dict[str, int] = {}
+    outcomes: list[list[str] | Exception] = []
+    rows: list[tuple[Any, ...]] = []
+    for call in calls:
+        stub_id = call.stub.id
+        if stub_id not in in_flight:
+            outcomes.append(NotFound(f"stub {stub_id} not found"))
+            continue
+        keyed = any(task.idempotency_key is not None for task in call.tasks)
+        if keyed:
+            await tx.execute("SAVEPOINT enqueue_call")
+        ids, create = await _reserve_ids(
+            tx, call.stub.workspace_id, call.stub.name, call.tasks, call.t
         )
-        in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
-        added: dict[str, int] = {}
-        outcomes: list[list[str] | Exception] = []
-        rows: list[tuple[Any, ...]] = []
-        for call in calls:
-            stub_id = call.stub.id
-            if stub_id not in in_flight:
-                outcomes.append(NotFound(f"stub {stub_id} not found"))
-                continue
-            keyed = any(task.idempotency_key is not None for task in call.tasks)
+        if create and in_flight[stub_id] + len(create) > call.max_pending:
             if keyed:
-                await tx.execute("SAVEPOINT enqueue_call")
-            ids, create = await _reserve_ids(
-                tx, call.stub.workspace_id, call.stub.name, call.tasks, call.t
-            )
-            if create and in_flight[stub_id] + len(create) > call.max_pending:
-                if keyed:
-                    await tx.execute("ROLLBACK TO SAVEPOINT enqueue_call")
-                outcomes.append(PendingLimitExceeded(call.max_pending))
-                continue
-            if keyed:
-                await tx.execute("RELEASE SAVEPOINT enqueue_call")
-            in_flight[stub_id] += len(create)
-            added[stub_id] = added.get(stub_id, 0) + len(create)
-            rows += call.rows(ids, create)
-            outcomes.append(ids)
-        if rows:
-            await tx.executemany(_INSERT, rows)
-            await tx.executemany("UPDATE stubs SET in_flight = in_flight + ? WHERE id = ?",
-                                 [(n, stub_id) for stub_id, n in sorted(added.items()) if n])
-            for stub_id in sorted(added):
-                tx.emit(Event("enqueued", stub_id))
-        return outcomes
+                await tx.execute("ROLLBACK TO SAVEPOINT enqueue_call")
+            outcomes.append(PendingLimitExceeded(call.max_pending))
+            continue
+        if keyed:
+            await tx.execute("RELEASE SAVEPOINT enqueue_call")
+        in_flight[stub_id] += len(create)
+        added[stub_id] = added.get(stub_id, 0) + len(create)
+        rows += call.rows(ids, create)
+        outcomes.append(ids)
+    if rows:
+        await tx.executemany(_INSERT, rows)
+        await tx.executemany("UPDATE stubs SET in_flight = in_flight + ? WHERE id = ?",
+                             [(n, stub_id) for stub_id, n in sorted(added.items()) if n])
+        for stub_id in sorted(added):
+            tx.emit(Event("enqueued", stub_id))
+    return outcomes
 
 
 def scoped_key(queue: str, key: str) -> str:

@@ -37,7 +37,7 @@ MIGRATION_LOCK = 0x636F6E76  # "conv"
 CONNECT_TIMEOUT_S = 10.0
 #: Deadlocks and serialization failures are retried this many times before giving up.
 CONFLICT_RETRIES = 5
-_TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
+TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
 
 
 @functools.lru_cache(maxsize=512)
@@ -46,7 +46,7 @@ def to_pyformat(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-def _translate(exc: Exception) -> StoreError:
+def translate(exc: Exception) -> StoreError:
     if isinstance(exc, PoolTimeout) or (
         isinstance(exc, psycopg.OperationalError)
         and (exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")))
@@ -67,6 +67,15 @@ SESSION = {
     "keepalives_interval": "2",
     "keepalives_count": "3",
 }
+
+
+#: Sends events (``notify_params``) on commit: inside the writing transaction, so a rolled-back
+#: write sends nothing.
+NOTIFY = "SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x"
+
+
+def notify_params(events: Sequence[Event]) -> list[Any]:
+    return [CHANNEL, [event_to_json(event) for event in events]]
 
 
 class _Tx:
@@ -131,7 +140,7 @@ class PostgresDriver:
             await pool.close()
             self._pool = None
             if isinstance(exc, psycopg.Error | PoolTimeout):
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
             raise
         self._listener = asyncio.create_task(self._listen(), name="conveyor-pg-listen")
         # Subscribers expect events of writes made after open() returns.
@@ -202,17 +211,14 @@ class PostgresDriver:
                     tx = _Tx(cur)
                     result = await fn(tx)
                     if tx.events:
-                        await cur.execute(
-                            "SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x",
-                            [CHANNEL, [event_to_json(event) for event in tx.events]],
-                        )
+                        await cur.execute(NOTIFY, notify_params(tx.events))
                 return result
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 if attempt == CONFLICT_RETRIES - 1:
-                    raise _translate(exc) from exc
+                    raise translate(exc) from exc
                 await asyncio.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
             except (psycopg.Error, PoolTimeout) as exc:
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
         raise AssertionError("unreachable")
 
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -220,7 +226,7 @@ class PostgresDriver:
             async with self._connection() as conn, conn.cursor() as cur:
                 return await fn(_Tx(cur))
         except (psycopg.Error, PoolTimeout) as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()

@@ -2,7 +2,9 @@
 
 A whole transaction runs on its thread in one hop: the shared SQL code is written as
 coroutines for PostgreSQL, but against SQLite its ``await tx.…`` calls never suspend, so
-``_drive`` runs such a coroutine to completion synchronously. One hop per transaction keeps
+``drive`` runs such a coroutine to completion synchronously. ``connect``, ``write_on`` and
+``read_on`` are that transaction on any connection and thread: the direct producer
+(``conveyor.direct``) runs them in its caller's thread. One hop per transaction keeps
 the event loop free and makes latency independent of how busy the loop is.
 
 Writes take ``BEGIN IMMEDIATE``, so a transaction holds the file's write lock from its first
@@ -69,8 +71,7 @@ def _translate(exc: sqlite3.Error) -> StoreError:
 
 
 class _Tx:
-    def __init__(self, driver: SqliteDriver, conn: sqlite3.Connection) -> None:
-        self._driver = driver
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self.events: list[Event] = []
 
@@ -88,7 +89,7 @@ class _Tx:
         self.events.append(event)
 
 
-def _drive(coro: Coroutine[Any, Any, T]) -> T:
+def drive(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends to completion, synchronously."""
     try:
         coro.send(None)
@@ -136,7 +137,7 @@ class SqliteDriver:
         if lane is None:
             raise StoreUnavailable("the SQLite store is not open")
         try:
-            return await lane.call(partial(_guarded, fn, *args))
+            return await lane.call(partial(guarded, fn, *args))
         except LaneClosed:
             raise StoreUnavailable("the SQLite store is closed") from None
 
@@ -173,20 +174,8 @@ class SqliteDriver:
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the folder of {self.path}: {exc}") from None
         _create_private(self.path)
-        self._write_conn = self._new_connection()
-        self._read_conn = self._new_connection()
-
-    def _new_connection(self) -> sqlite3.Connection:
-        # Each connection is used by one thread at a time (its executor has one thread).
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        _set_wal(conn)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        return conn
+        self._write_conn = connect(self.path)
+        self._read_conn = connect(self.path)
 
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         conn = self._conn()
@@ -243,16 +232,7 @@ class SqliteDriver:
 
     async def write(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         def transaction() -> tuple[T, list[Event]]:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            tx = _Tx(self, conn)
-            try:
-                result: T = _drive(cast(Coroutine[Any, Any, T], fn(tx)))
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
-            return result, tx.events
+            return write_on(self._conn(), fn)
 
         result, events = await self.call(transaction)
         for event in events:
@@ -263,12 +243,46 @@ class SqliteDriver:
         def query() -> T:
             if self._read_conn is None:
                 raise StoreUnavailable("the SQLite store is not open")
-            return _drive(cast(Coroutine[Any, Any, T], fn(_Tx(self, self._read_conn))))
+            return read_on(self._read_conn, fn)
 
         return await self.call(query, reader=True)
 
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the store file as every store connection is set up: WAL, the busy
+    timeout, ``synchronous = NORMAL``, foreign keys, a large page cache."""
+    # Each connection is used by one thread at a time (its executor has one thread).
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    _set_wal(conn)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    return conn
+
+
+def write_on(conn: sqlite3.Connection, fn: Callable[[Any], Awaitable[T]]) -> tuple[T, list[Event]]:
+    """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction on ``conn``, in this thread; its
+    result and the events it emitted (to publish: they are not sent here)."""
+    conn.execute("BEGIN IMMEDIATE")
+    tx = _Tx(conn)
+    try:
+        result: T = drive(cast(Coroutine[Any, Any, T], fn(tx)))
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result, tx.events
+
+
+def read_on(conn: sqlite3.Connection, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run the read ``fn`` on ``conn``, in this thread."""
+    return drive(cast(Coroutine[Any, Any, T], fn(_Tx(conn))))
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:
@@ -295,7 +309,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.rollback()
 
 
-def _guarded(fn: Callable[..., T], *args: Any) -> T:
+def guarded(fn: Callable[..., T], *args: Any) -> T:
     try:
         return fn(*args)
     except sqlite3.Error as exc:
