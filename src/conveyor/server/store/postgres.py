@@ -78,7 +78,9 @@ def notify_params(events: Sequence[Event]) -> list[Any]:
     return [CHANNEL, [event_to_json(event) for event in events]]
 
 
-class _Tx:
+class PgTx:
+    """``Tx`` over an async psycopg cursor."""
+
     def __init__(self, cur: psycopg.AsyncCursor[Row]) -> None:
         self._cur = cur
         self.events: list[Event] = []
@@ -208,7 +210,7 @@ class PostgresDriver:
         for attempt in range(CONFLICT_RETRIES):
             try:
                 async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
-                    tx = _Tx(cur)
+                    tx = PgTx(cur)
                     result = await fn(tx)
                     if tx.events:
                         await cur.execute(NOTIFY, notify_params(tx.events))
@@ -224,7 +226,7 @@ class PostgresDriver:
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         try:
             async with self._connection() as conn, conn.cursor() as cur:
-                return await fn(_Tx(cur))
+                return await fn(PgTx(cur))
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate(exc) from exc
 
