@@ -9,6 +9,7 @@ shares this test's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from typing import Any
@@ -255,3 +256,29 @@ def test_import_conveyor_loads_no_store() -> None:
         "assert 'conveyor.server.gateway.app' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_async_client_puts_and_enqueues_within_an_async_connection(
+    harness: Harness, store: Store, store_url: str, token: str, workspace: Workspace
+) -> None:
+    from conveyor import AsyncClient
+
+    stub = await harness.queue("square", SQUARE)
+    client = AsyncClient(store=store_url, token=token)
+    task = await client.put("square", 4)
+    assert (await client.task(task.id))["status"] == "PENDING"
+    if not store_url.startswith("sqlite"):
+        async with await psycopg.AsyncConnection.connect(store_url) as conn:
+            async with conn.transaction():
+                kept = await client.within(conn).put("square", 5)
+            with contextlib.suppress(RuntimeError):
+                async with conn.transaction():
+                    await client.within(conn).put_batch("square", [{"x": 6}])
+                    raise RuntimeError("rolled back")
+        assert await count_tasks(store, workspace) == 2
+        await harness.start_agent([stub])
+        assert await kept.result(30) == 25
+    else:
+        await harness.start_agent([stub])
+    assert await task.result(30) == 16
+    await client.aclose()
