@@ -45,6 +45,15 @@ RULES = [
      "a worker process talks to its agent only over the pipe"),
     ("conveyor.sdk", ("conveyor.server", "conveyor.runner", "conveyor.cli"),
      "what a user imports pulls in no server"),
+    # The direct producer (``Client(store=...)``) runs the store's own enqueue in the caller's
+    # process: it may import the store and the gateway's plain modules, but a web app that
+    # enqueues directly must not load the gateway's web framework, its routes or the agent.
+    ("conveyor.direct", ("conveyor.server.agent", "conveyor.server.dashboard",
+     "conveyor.server.app", "conveyor.server.run", "conveyor.server.callbacks",
+     "conveyor.server.gateway.errors", "conveyor.server.gateway.state",
+     "conveyor.server.gateway.auth", "conveyor.server.gateway.app", *GATEWAY_ROUTES,
+     "conveyor.runner", "conveyor.cli", "fastapi", "starlette", "uvicorn"),
+     "a producer holding the store URL loads the store, not the server"),
     ("conveyor.tasks", ("conveyor.server", "conveyor.sdk", "conveyor.runner", "conveyor.cli",
      *IO_MODULES), "the state machine is pure"),
     ("conveyor.policy", ("conveyor.server", "conveyor.sdk", "conveyor.runner", "conveyor.cli",
@@ -104,6 +113,21 @@ UNTIED: set[str] = set()
 )
 def test_import_rule(part: str, forbidden: tuple[str, ...], why: str) -> None:
     assert violations(part, forbidden) == [], why
+
+
+def test_the_sdk_loads_the_direct_producer_only_on_use() -> None:
+    """``conveyor.sdk`` reaches ``conveyor.direct`` (and so the store) only inside a function
+    or under ``TYPE_CHECKING``: ``import conveyor`` loads no store (tests/direct checks it at
+    run time too)."""
+    found = []
+    for path in sorted((PACKAGE / "sdk").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [
+                    node.module or ""]
+                if any(n == "conveyor.direct" or n.startswith("conveyor.direct.") for n in names):
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert found == []
 
 
 def test_the_rules_see_a_violation() -> None:

@@ -2,6 +2,10 @@
 
 Requests and answers are built in ``calls.py``; this module only sends, streams and sleeps.
 ``wait`` follows the task over server-sent events and polls when no stream is available.
+
+``AsyncClient(store=...)`` enqueues and reads through the store (``conveyor.direct``), each
+call in a worker thread (the direct producer blocks); ``within(conn)`` takes a
+``psycopg.AsyncConnection`` and runs the enqueue in its transaction, on this event loop.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from conveyor.sdk.calls import (
     deploy_files,
     finished,
     http_error,
+    key_of,
     outcome,
     poll_intervals,
     polls_instead,
@@ -38,7 +43,7 @@ from conveyor.sdk.calls import (
     tasks_call,
     wait_timeout,
 )
-from conveyor.sdk.settings import load_settings
+from conveyor.sdk.settings import load_settings, load_store
 from conveyor.tasks import TaskStatus
 
 
@@ -47,12 +52,14 @@ class AsyncClient(ClientBase):
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        store: str | None = None,
     ) -> None:
-        super().__init__(url, token, timeout)
+        super().__init__(url, token, timeout, store)
         self._http = httpx.AsyncClient(
             base_url=self.url, headers=self._headers(), timeout=timeout, transport=transport
         )
@@ -60,7 +67,7 @@ class AsyncClient(ClientBase):
     @classmethod
     def from_env(cls) -> Self:
         url, token = load_settings()
-        return cls(url, token)
+        return cls(url, token, store=load_store())
 
     async def __aenter__(self) -> Self:
         return self
@@ -72,6 +79,8 @@ class AsyncClient(ClientBase):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._direct is not None:
+            await asyncio.to_thread(self._direct.close)
 
     async def send(self, call: Call) -> Any:
         with self._reaching():
@@ -82,16 +91,32 @@ class AsyncClient(ClientBase):
         return decode(response)
 
     async def put(self, name: str, *args: Any, **kwargs: Any) -> AsyncTask:
-        answer = await self.send(put_call(name, args, kwargs))
+        call = put_call(name, args, kwargs)
+        if self._direct is not None:
+            task_id = await asyncio.to_thread(self._direct.put, name, call.body, key_of(call))
+            return AsyncTask(self, task_id)
+        answer = await self.send(call)
         return AsyncTask(self, answer["task_id"])
 
     async def put_batch(
         self, name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
     ) -> list[AsyncTask]:
-        answer = await self.send(batch_call(name, bodies, idempotency_key))
-        return [AsyncTask(self, task_id) for task_id in answer["task_ids"]]
+        call = batch_call(name, bodies, idempotency_key)
+        if self._direct is not None:
+            ids = await asyncio.to_thread(self._direct.put_batch, name, call.body, key_of(call))
+        else:
+            ids = (await self.send(call))["task_ids"]
+        return [AsyncTask(self, task_id) for task_id in ids]
+
+    def within(self, conn: Any) -> AsyncWithin:
+        """``put`` and ``put_batch`` inside the transaction of ``conn`` (a
+        ``psycopg.AsyncConnection``), never committed or rolled back here. Needs ``store=``."""
+        self._producer()
+        return AsyncWithin(self, conn)
 
     async def task(self, task_id: str) -> dict[str, Any]:
+        if self._direct is not None:
+            return await asyncio.to_thread(self._direct.task, task_id, self.url)
         answer: dict[str, Any] = await self.send(task_call(task_id))
         return answer
 
@@ -101,7 +126,10 @@ class AsyncClient(ClientBase):
         return answer
 
     async def cancel(self, task_ids: str | Iterable[str]) -> dict[str, list[str]]:
-        answer: dict[str, list[str]] = await self.send(cancel_call(task_ids))
+        call = cancel_call(task_ids)
+        if self._direct is not None:
+            return await asyncio.to_thread(self._direct.cancel, call.body["task_ids"])
+        answer: dict[str, list[str]] = await self.send(call)
         return answer
 
     async def queues(self) -> list[dict[str, Any]]:
@@ -143,6 +171,8 @@ class AsyncClient(ClientBase):
         """The task once terminal; ``WaitTimeout`` after ``timeout`` seconds."""
         try:
             async with asyncio.timeout(timeout):
+                if self._direct is not None:  # no event stream without the gateway
+                    return await self._poll(task_id)
                 try:
                     async for task in self.subscribe(task_id):
                         if finished(task):
@@ -161,6 +191,28 @@ class AsyncClient(ClientBase):
             if finished(task):
                 return task
             await asyncio.sleep(next(intervals))
+
+
+class AsyncWithin:
+    """``AsyncClient.within(conn)``: enqueues bound to the caller's ``AsyncConnection``."""
+
+    def __init__(self, client: AsyncClient, conn: Any) -> None:
+        self.client = client
+        self.conn = conn
+
+    async def put(self, name: str, *args: Any, **kwargs: Any) -> AsyncTask:
+        call = put_call(name, args, kwargs)
+        producer = self.client._producer()
+        (task_id,) = await producer.put_async(name, call.body, key_of(call), self.conn)
+        return AsyncTask(self.client, task_id)
+
+    async def put_batch(
+        self, name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+    ) -> list[AsyncTask]:
+        call = batch_call(name, bodies, idempotency_key)
+        producer = self.client._producer()
+        ids = await producer.put_batch_async(name, call.body, key_of(call), self.conn)
+        return [AsyncTask(self.client, task_id) for task_id in ids]
 
 
 class AsyncTask(TaskHandle[AsyncClient]):

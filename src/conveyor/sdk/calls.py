@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -22,13 +22,18 @@ from conveyor.error_info import ErrorInfo
 from conveyor.errors import (
     ConnectionFailed,
     HTTPError,
+    NotConfigured,
     TaskCancelled,
     TaskExpired,
     TaskFailed,
     TaskTimedOut,
     WaitTimeout,
 )
+from conveyor.sdk.settings import DEFAULT_URL
 from conveyor.tasks import TaskStatus, is_terminal
+
+if TYPE_CHECKING:
+    from conveyor.direct import Producer
 
 DEFAULT_TIMEOUT_S = 30.0
 #: Polling intervals when no event stream is available: start fast, back off to the cap.
@@ -207,6 +212,11 @@ def _key_header(key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": key} if key else {}
 
 
+def key_of(call: Call) -> str | None:
+    """The ``Idempotency-Key`` of an enqueue call, as the gateway reads it."""
+    return call.headers.get("Idempotency-Key") or None
+
+
 def finished(task: Mapping[str, Any]) -> bool:
     return is_terminal(TaskStatus(task["status"]))
 
@@ -229,12 +239,30 @@ def wait_timeout(task_id: str, timeout: float | None) -> WaitTimeout:
 
 
 class ClientBase:
-    """The connection settings of both clients."""
+    """The connection settings of both clients. With ``store`` (a store URL) ``put``,
+    ``put_batch``, ``task``, ``cancel`` and ``wait`` go through the store itself
+    (``conveyor.direct``, loaded here on first use); ``url`` then only names the gateway of the
+    other calls and of output links."""
 
-    def __init__(self, url: str, token: str | None, timeout: float) -> None:
-        self.url = with_scheme(url).rstrip("/")
+    def __init__(
+        self, url: str | None, token: str | None, timeout: float, store: str | None = None
+    ) -> None:
+        if url is None and store is None:
+            raise NotConfigured("give the gateway's url, or store= to enqueue through the store")
+        self.url = with_scheme(url or DEFAULT_URL).rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.store = store
+        self._direct: Producer | None = None
+        if store is not None:
+            from conveyor.direct import producer_for  # only a store user pays for the store
+
+            self._direct = producer_for(store, token)
+
+    def _producer(self) -> Producer:
+        if self._direct is None:
+            raise NotConfigured("within() enqueues through the store: make the client with store=")
+        return self._direct
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}

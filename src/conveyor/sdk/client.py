@@ -3,6 +3,10 @@
 
 Requests and answers are built in ``calls.py``; this module only sends, streams and sleeps.
 ``wait`` follows the task over server-sent events and polls when no stream is available.
+
+``Client(store=...)`` enqueues and reads through the store instead (``conveyor.direct``):
+``put``, ``put_batch``, ``task``, ``cancel`` and ``wait`` (which then polls), and ``within(conn)``
+to enqueue inside the caller's own PostgreSQL transaction. The rest still uses the gateway.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from conveyor.sdk.calls import (
     deploy_files,
     finished,
     http_error,
+    key_of,
     outcome,
     poll_intervals,
     polls_instead,
@@ -39,7 +44,7 @@ from conveyor.sdk.calls import (
     tasks_call,
     wait_timeout,
 )
-from conveyor.sdk.settings import load_settings
+from conveyor.sdk.settings import load_settings, load_store
 from conveyor.tasks import TaskStatus
 
 
@@ -48,20 +53,38 @@ class Client(ClientBase):
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         token: str | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
         transport: httpx.BaseTransport | None = None,
+        *,
+        store: str | None = None,
     ) -> None:
-        super().__init__(url, token, timeout)
-        self._http = httpx.Client(
-            base_url=self.url, headers=self._headers(), timeout=timeout, transport=transport
+        super().__init__(url, token, timeout, store)
+        self._transport = transport
+        self._http_client: httpx.Client | None = None
+        if store is None:
+            self._http_client = self._new_http()
+
+    def _new_http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers=self._headers(), timeout=self.timeout,
+            transport=self._transport,
         )
+
+    @property
+    def _http(self) -> httpx.Client:
+        """Made on first use with a store: enqueues through it need no HTTP client."""
+        if self._http_client is None:
+            self._http_client = self._new_http()
+        return self._http_client
 
     @classmethod
     def from_env(cls) -> Self:
+        """The gateway and token of ``load_settings``; with ``CONVEYOR_STORE`` set, enqueues
+        and reads go through that store."""
         url, token = load_settings()
-        return cls(url, token)
+        return cls(url, token, store=load_store())
 
     def __enter__(self) -> Self:
         return self
@@ -72,7 +95,10 @@ class Client(ClientBase):
         self.close()
 
     def close(self) -> None:
-        self._http.close()
+        if self._http_client is not None:
+            self._http_client.close()
+        if self._direct is not None:
+            self._direct.close()
 
     def send(self, call: Call) -> Any:
         with self._reaching():
@@ -83,15 +109,31 @@ class Client(ClientBase):
         return decode(response)
 
     def put(self, name: str, *args: Any, **kwargs: Any) -> Task:
-        return Task(self, self.send(put_call(name, args, kwargs))["task_id"])
+        call = put_call(name, args, kwargs)
+        if self._direct is not None:
+            return Task(self, self._direct.put(name, call.body, key_of(call)))
+        return Task(self, self.send(call)["task_id"])
 
     def put_batch(
         self, name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
     ) -> list[Task]:
-        answer = self.send(batch_call(name, bodies, idempotency_key))
-        return [Task(self, task_id) for task_id in answer["task_ids"]]
+        call = batch_call(name, bodies, idempotency_key)
+        if self._direct is not None:
+            ids = self._direct.put_batch(name, call.body, key_of(call))
+        else:
+            ids = self.send(call)["task_ids"]
+        return [Task(self, task_id) for task_id in ids]
+
+    def within(self, conn: Any) -> Within:
+        """``put`` and ``put_batch`` inside the transaction of ``conn`` (a ``psycopg.Connection``
+        on the client's PostgreSQL store): nothing is committed or rolled back here, so the
+        tasks exist if and only if the caller commits. Needs ``store=``."""
+        self._producer()
+        return Within(self, conn)
 
     def task(self, task_id: str) -> dict[str, Any]:
+        if self._direct is not None:
+            return self._direct.task(task_id, self.url)
         answer: dict[str, Any] = self.send(task_call(task_id))
         return answer
 
@@ -101,7 +143,10 @@ class Client(ClientBase):
         return answer
 
     def cancel(self, task_ids: str | Iterable[str]) -> dict[str, list[str]]:
-        answer: dict[str, list[str]] = self.send(cancel_call(task_ids))
+        call = cancel_call(task_ids)
+        if self._direct is not None:
+            return self._direct.cancel(call.body["task_ids"])
+        answer: dict[str, list[str]] = self.send(call)
         return answer
 
     def queues(self) -> list[dict[str, Any]]:
@@ -139,6 +184,8 @@ class Client(ClientBase):
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The task once terminal; ``WaitTimeout`` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._direct is not None:  # no event stream without the gateway
+            return self._poll(task_id, timeout, deadline)
         try:
             for task in self.subscribe(task_id, timeout):
                 if finished(task):
@@ -163,6 +210,26 @@ class Client(ClientBase):
                 raise wait_timeout(task_id, timeout)
             interval = next(intervals)
             time.sleep(interval if remaining is None else min(interval, remaining))
+
+
+class Within:
+    """``Client.within(conn)``: enqueues bound to the caller's connection and transaction."""
+
+    def __init__(self, client: Client, conn: Any) -> None:
+        self.client = client
+        self.conn = conn
+
+    def put(self, name: str, *args: Any, **kwargs: Any) -> Task:
+        call = put_call(name, args, kwargs)
+        producer = self.client._producer()
+        return Task(self.client, producer.put(name, call.body, key_of(call), self.conn))
+
+    def put_batch(
+        self, name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+    ) -> list[Task]:
+        call = batch_call(name, bodies, idempotency_key)
+        ids = self.client._producer().put_batch(name, call.body, key_of(call), self.conn)
+        return [Task(self.client, task_id) for task_id in ids]
 
 
 class Task(TaskHandle[Client]):

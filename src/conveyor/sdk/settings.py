@@ -15,12 +15,20 @@ from conveyor.errors import NotConfigured
 
 ENV_URL = "CONVEYOR_URL"
 ENV_TOKEN = "CONVEYOR_TOKEN"
+#: A store URL: ``Client.from_env`` (and so ``square.put``) then enqueues through the store.
+ENV_STORE = "CONVEYOR_STORE"
 #: The gateway when none is configured: where ``conveyor serve`` listens by default.
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def config_path() -> Path:
     return Path.home() / ".conveyor" / "config.toml"
+
+
+def load_store(environ: Mapping[str, str] | None = None) -> str | None:
+    """The store URL of ``CONVEYOR_STORE``, or None (enqueue over HTTP)."""
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_STORE) or None
 
 
 def load_settings(

@@ -1,5 +1,6 @@
-"""From exceptions to HTTP answers: one table, and handlers that make every error
-``{"error": "<message>"}`` (unknown paths, wrong methods and validation included).
+"""From exceptions to HTTP answers: handlers that make every error ``{"error": "<message>"}``
+(unknown paths, wrong methods and validation included), by the one table of ``refusals.py``
+(re-exported here with the gateway's errors).
 """
 
 from __future__ import annotations
@@ -12,73 +13,26 @@ from starlette import status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from conveyor.errors import (
-    ConfigError,
-    ConveyorError,
-    InvalidTransition,
-    NotFound,
-    OutputTooLarge,
-    PendingLimitExceeded,
-    StoreError,
-    StoreUnavailable,
+from conveyor.errors import ConveyorError, PendingLimitExceeded
+from conveyor.server.gateway.refusals import (
+    STATUS_BY_ERROR,
+    BadRequest,
+    BodyTooLarge,
+    Forbidden,
+    GatewayError,
+    HeadersTooLarge,
+    TooManyStreams,
+    Unauthorized,
+    status_of,
 )
 from conveyor.server.gateway.responses import error_response
 
+__all__ = [
+    "STATUS_BY_ERROR", "BadRequest", "BodyTooLarge", "Forbidden", "GatewayError",
+    "HeadersTooLarge", "TooManyStreams", "Unauthorized", "install_error_handlers", "status_of",
+]
+
 log = logging.getLogger(__name__)
-
-
-class GatewayError(ConveyorError):
-    """The request cannot be served."""
-
-
-class BadRequest(GatewayError):
-    """Bad request."""
-
-
-class Unauthorized(GatewayError):
-    """Missing or invalid token."""
-
-
-class Forbidden(GatewayError):
-    """Forbidden."""
-
-
-class BodyTooLarge(GatewayError):
-    """Request body too large."""
-
-
-class HeadersTooLarge(GatewayError):
-    """Request line and headers too large."""
-
-
-class TooManyStreams(GatewayError):
-    """The workspace has its most event streams open."""
-
-
-#: The one mapping from the error tree to status codes. First match wins, so subclasses
-#: come before their bases.
-STATUS_BY_ERROR: tuple[tuple[type[ConveyorError], int], ...] = (
-    (BadRequest, status.HTTP_400_BAD_REQUEST),
-    (ConfigError, status.HTTP_400_BAD_REQUEST),
-    (Unauthorized, status.HTTP_401_UNAUTHORIZED),
-    (Forbidden, status.HTTP_403_FORBIDDEN),
-    (NotFound, status.HTTP_404_NOT_FOUND),
-    (InvalidTransition, status.HTTP_409_CONFLICT),
-    (BodyTooLarge, status.HTTP_413_CONTENT_TOO_LARGE),
-    (OutputTooLarge, status.HTTP_413_CONTENT_TOO_LARGE),
-    (HeadersTooLarge, status.HTTP_431_REQUEST_HEADER_FIELDS_TOO_LARGE),
-    (TooManyStreams, status.HTTP_429_TOO_MANY_REQUESTS),
-    (PendingLimitExceeded, status.HTTP_429_TOO_MANY_REQUESTS),
-    (StoreUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
-    (StoreError, status.HTTP_500_INTERNAL_SERVER_ERROR),
-)
-
-
-def status_of(exc: ConveyorError) -> int:
-    for cls, code in STATUS_BY_ERROR:
-        if isinstance(exc, cls):
-            return code
-    return status.HTTP_500_INTERNAL_SERVER_ERROR
 
 
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:

@@ -1,8 +1,6 @@
 """Invocation routes: enqueue one task or a batch, and warm a queue up.
 
-A body is a JSON object. With ``args`` (a list) and/or ``kwargs`` (an object) those are the
-call's arguments and other top-level keys join the keyword arguments; without them every
-top-level key is a keyword argument. ``callback_url`` is taken out and kept on the task,
+Bodies are parsed by ``task_body.py`` (see there). ``callback_url`` is kept on the task,
 except on the public route (no token), which ignores it: the queue's own callback_url applies
 (DESIGN A13), so an anonymous caller cannot make the server POST to an address of its choice.
 
@@ -13,11 +11,8 @@ keys live apart from the keys of token holders, so it can neither claim nor read
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,65 +20,20 @@ from conveyor.errors import NotFound
 from conveyor.server.gateway.agents import WARNING_HEADER
 from conveyor.server.gateway.auth import invocation_workspace
 from conveyor.server.gateway.bodies import read_object
-from conveyor.server.gateway.errors import BadRequest, Unauthorized
+from conveyor.server.gateway.errors import Unauthorized
 from conveyor.server.gateway.responses import OrjsonResponse
 from conveyor.server.gateway.state import GatewayState, gateway_state
-from conveyor.server.store.records import NewTask, Stub, Workspace
+from conveyor.server.gateway.task_body import MAX_TASKS_PER_CALL, parse_batch, parse_call
+from conveyor.server.store.records import Stub, Workspace
+
+__all__ = ["MAX_TASKS_PER_CALL", "bind", "enqueue_batch", "enqueue_one", "parse_call"]
 
 _VERSION = re.compile(r"v(\d{1,9})")
-#: Tasks a batch (or cancel) call may name (DESIGN A13).
-MAX_TASKS_PER_CALL = 1000
 #: The prefix of idempotency keys sent on the public route.
 _PUBLIC_KEY_SCOPE = "public:"
 
 StubResolver = Callable[[Request], Awaitable[Stub]]
 Action = Callable[[Request, Stub], Awaitable[OrjsonResponse]]
-
-
-def parse_call(
-    body: Mapping[str, Any],
-    default_callback_url: str | None = None,
-    idempotency_key: str | None = None,
-    *,
-    allow_callback_url: bool = True,
-) -> NewTask:
-    """One request body → the task to insert; ``BadRequest`` names what is wrong. Without
-    ``allow_callback_url`` a ``callback_url`` key is dropped (not passed to the handler)."""
-    fields = dict(body)
-    callback_url = fields.pop("callback_url", None)
-    if not allow_callback_url:
-        callback_url = None
-    if callback_url is not None and not _is_http_url(callback_url):
-        raise BadRequest(f"callback_url must be an http(s) URL, got {callback_url!r}")
-    if "args" in fields or "kwargs" in fields:
-        args = fields.pop("args", [])
-        kwargs = fields.pop("kwargs", {})
-        if not isinstance(args, list):
-            raise BadRequest("args must be a list")
-        if not isinstance(kwargs, dict):
-            raise BadRequest("kwargs must be an object")
-        clash = sorted(set(kwargs) & set(fields))
-        if clash:
-            raise BadRequest(f"keyword arguments given twice: {', '.join(clash)}")
-        kwargs = {**fields, **kwargs}
-    else:
-        args, kwargs = [], fields
-    payload = orjson.dumps({"args": args, "kwargs": kwargs}).decode()
-    return NewTask(
-        payload=payload,
-        callback_url=callback_url or default_callback_url,
-        idempotency_key=idempotency_key,
-    )
-
-
-def _is_http_url(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in {"http", "https"} and bool(parts.netloc)
 
 
 # -- which stub a route addresses --------------------------------------------------------------
@@ -163,32 +113,13 @@ async def enqueue_one(request: Request, stub: Stub) -> OrjsonResponse:
 
 async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
     """All tasks or none. An ``Idempotency-Key`` applies per position: ``<key>#<index>``."""
-    body = await read_object(request)
-    items = body.get("tasks")
-    if not isinstance(items, list):
-        raise BadRequest('body must be {"tasks": [<task body>, ...]}')
-    if len(items) > MAX_TASKS_PER_CALL:
-        raise BadRequest(
-            f"a batch names at most {MAX_TASKS_PER_CALL} tasks, got {len(items)}"
-        )
     config = stub.queue_config
-    key = _idempotency_key(request)
-    public = _is_public(request)
-    tasks = []
-    for index, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise BadRequest(f"tasks[{index}] must be a JSON object")
-        try:
-            tasks.append(
-                parse_call(
-                    item,
-                    config.callback_url,
-                    f"{key}#{index}" if key else None,
-                    allow_callback_url=not public,
-                )
-            )
-        except BadRequest as exc:
-            raise BadRequest(f"tasks[{index}]: {exc.message}") from None
+    tasks = parse_batch(
+        await read_object(request),
+        config.callback_url,
+        _idempotency_key(request),
+        allow_callback_url=not _is_public(request),
+    )
     state = gateway_state(request)
     ids = await state.store.enqueue(stub, tasks, config.max_pending_tasks) if tasks else []
     return await _warned(state, stub, OrjsonResponse({"task_ids": ids}))

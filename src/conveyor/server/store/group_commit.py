@@ -14,6 +14,9 @@ so it costs one round trip instead of six (begin, lock, insert, count, notify, c
 Each call still succeeds or fails on its own:
 a call over its pending limit or for a missing stub fails alone, and a call with idempotency
 keys runs inside a savepoint so that its keys roll back with it.
+
+``write_calls`` is that transaction's body, over any :class:`Tx`: the direct producer
+(``conveyor.direct``) runs the same statements in the caller's thread or transaction.
 """
 
 from __future__ import annotations
@@ -47,17 +50,18 @@ _ONE = (
     " max_retries, timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at,"
     " expires_at) SELECT ?, ?, up.id, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM up"
     " RETURNING id)"
-    " SELECT "
-)  # + the dialect's notify call, then " FROM ins"
+    " SELECT {notify} FROM ins"
+)
 
 
 @dataclass
-class _Call:
+class EnqueueCall:
+    """One ``enqueue`` call: its tasks succeed or fail together."""
+
     stub: Stub
     tasks: Sequence[NewTask]
     max_pending: int
     t: int
-    done: asyncio.Future[list[str]]
 
     def rows(self, ids: Sequence[str], create: Sequence[int]) -> list[tuple[Any, ...]]:
         config = self.stub.queue_config
@@ -72,6 +76,13 @@ class _Call:
         ]
 
 
+@dataclass
+class _Call(EnqueueCall):
+    """A waiting call of the group commit, and the future its caller awaits."""
+
+    done: asyncio.Future[list[str]]
+
+
 class Enqueuer:
     """Group-committing ``enqueue`` over a driver."""
 
@@ -79,8 +90,8 @@ class Enqueuer:
         self._driver = driver
         self._for_update = driver.dialect.for_update
         notify = driver.dialect.notify
-        #: One task in one statement where the dialect notifies inside a statement.
-        self._one = None if notify is None else _ONE + notify
+        #: One task in one statement, where the dialect can notify inside a statement.
+        self._one = None if notify is None else _ONE.format(notify=notify)
         self._waiting: list[_Call] = []
         self._writing: asyncio.Task[None] | None = None
 
@@ -108,7 +119,7 @@ class Enqueuer:
                 outcomes = [await self._write_one(self._one, calls[0])]
             else:
                 outcomes = await self._driver.write(
-                    lambda tx: self._write(tx, calls), quick=quick
+                    lambda tx: write_calls(tx, calls, self._for_update), quick=quick
                 )
         except BaseException as exc:  # the transaction failed, so did every call in it
             for call in calls:
@@ -129,64 +140,70 @@ class Enqueuer:
             else:
                 call.done.set_result(outcome)
 
+
     async def _write_one(self, sql: str, call: _Call) -> list[str] | Exception:
         (row,) = call.rows([str(uuid.uuid4())], [0])
         stub_id = call.stub.id
         event = event_to_json(Event("enqueued", stub_id))
         notified = await self._driver.statement(
-            f"{sql} FROM ins", [stub_id, call.max_pending, *row[:2], *row[3:], event]
+            sql, [stub_id, call.max_pending, *row[:2], *row[3:], event]
         )
         if notified:
             return [row[0]]
         found = await self._driver.read(
             lambda tx: tx.execute("SELECT 1 FROM stubs WHERE id = ?", [stub_id])
         )
-        return PendingLimitExceeded(call.max_pending) if found else NotFound(
-            f"stub {stub_id} not found"
-        )
+        if found:
+            return PendingLimitExceeded(call.max_pending)
+        return NotFound(f"stub {stub_id} not found")
 
-    async def _write(self, tx: Tx, calls: Sequence[_Call]) -> list[list[str] | Exception]:
-        stub_ids = sorted({call.stub.id for call in calls})
-        # Locks the stub rows (PostgreSQL), in one order for every writer, so their in-flight
-        # counts cannot go stale and two gateways' batches cannot deadlock.
-        found = await tx.execute(
-            f"SELECT id, in_flight FROM stubs WHERE id IN ({', '.join('?' * len(stub_ids))})"
-            f" ORDER BY id{self._for_update}",
-            stub_ids,
+
+async def write_calls(
+    tx: Tx, calls: Sequence[EnqueueCall], for_update: str
+) -> list[list[str] | Exception]:
+    """Insert each call's tasks (or refuse the call) inside ``tx``; per call, its ids or its
+    error. ``for_update`` is the dialect's row-lock suffix (PostgreSQL: `` FOR UPDATE``)."""
+    stub_ids = sorted({call.stub.id for call in calls})
+    # Locks the stub rows (PostgreSQL), in one order for every writer, so their in-flight
+    # counts cannot go stale and two gateways' batches cannot deadlock.
+    found = await tx.execute(
+        f"SELECT id, in_flight FROM stubs WHERE id IN ({', '.join('?' * len(stub_ids))})"
+        f" ORDER BY id{for_update}",
+        stub_ids,
+    )
+    in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
+    added: dict[str, int] = {}
+    outcomes: list[list[str] | Exception] = []
+    rows: list[tuple[Any, ...]] = []
+    for call in calls:
+        stub_id = call.stub.id
+        if stub_id not in in_flight:
+            outcomes.append(NotFound(f"stub {stub_id} not found"))
+            continue
+        keyed = any(task.idempotency_key is not None for task in call.tasks)
+        if keyed:
+            await tx.execute("SAVEPOINT enqueue_call")
+        ids, create = await _reserve_ids(
+            tx, call.stub.workspace_id, call.stub.name, call.tasks, call.t
         )
-        in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
-        added: dict[str, int] = {}
-        outcomes: list[list[str] | Exception] = []
-        rows: list[tuple[Any, ...]] = []
-        for call in calls:
-            stub_id = call.stub.id
-            if stub_id not in in_flight:
-                outcomes.append(NotFound(f"stub {stub_id} not found"))
-                continue
-            keyed = any(task.idempotency_key is not None for task in call.tasks)
+        if create and in_flight[stub_id] + len(create) > call.max_pending:
             if keyed:
-                await tx.execute("SAVEPOINT enqueue_call")
-            ids, create = await _reserve_ids(
-                tx, call.stub.workspace_id, call.stub.name, call.tasks, call.t
-            )
-            if create and in_flight[stub_id] + len(create) > call.max_pending:
-                if keyed:
-                    await tx.execute("ROLLBACK TO SAVEPOINT enqueue_call")
-                outcomes.append(PendingLimitExceeded(call.max_pending))
-                continue
-            if keyed:
-                await tx.execute("RELEASE SAVEPOINT enqueue_call")
-            in_flight[stub_id] += len(create)
-            added[stub_id] = added.get(stub_id, 0) + len(create)
-            rows += call.rows(ids, create)
-            outcomes.append(ids)
-        if rows:
-            await tx.executemany(_INSERT, rows)
-            await tx.executemany("UPDATE stubs SET in_flight = in_flight + ? WHERE id = ?",
-                                 [(n, stub_id) for stub_id, n in sorted(added.items()) if n])
-            for stub_id in sorted(added):
-                tx.emit(Event("enqueued", stub_id))
-        return outcomes
+                await tx.execute("ROLLBACK TO SAVEPOINT enqueue_call")
+            outcomes.append(PendingLimitExceeded(call.max_pending))
+            continue
+        if keyed:
+            await tx.execute("RELEASE SAVEPOINT enqueue_call")
+        in_flight[stub_id] += len(create)
+        added[stub_id] = added.get(stub_id, 0) + len(create)
+        rows += call.rows(ids, create)
+        outcomes.append(ids)
+    if rows:
+        await tx.executemany(_INSERT, rows)
+        await tx.executemany("UPDATE stubs SET in_flight = in_flight + ? WHERE id = ?",
+                             [(n, stub_id) for stub_id, n in sorted(added.items()) if n])
+        for stub_id in sorted(added):
+            tx.emit(Event("enqueued", stub_id))
+    return outcomes
 
 
 def scoped_key(queue: str, key: str) -> str:

@@ -42,7 +42,7 @@ MIGRATION_LOCK = 0x636F6E76  # "conv"
 CONNECT_TIMEOUT_S = 10.0
 #: Deadlocks and serialization failures are retried this many times before giving up.
 CONFLICT_RETRIES = 5
-_TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
+TRANSIENT = (errors.DeadlockDetected, errors.SerializationFailure)
 
 
 @functools.lru_cache(maxsize=512)
@@ -51,7 +51,7 @@ def to_pyformat(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-def _translate(exc: Exception) -> StoreError:
+def translate(exc: Exception) -> StoreError:
     if isinstance(exc, PoolTimeout) or (
         isinstance(exc, psycopg.OperationalError)
         and (exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")))
@@ -74,7 +74,18 @@ SESSION = {
 }
 
 
-class _Tx:
+#: Sends events (``notify_params``) on commit: inside the writing transaction, so a rolled-back
+#: write sends nothing.
+NOTIFY = "SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x"
+
+
+def notify_params(events: Sequence[Event]) -> list[Any]:
+    return [CHANNEL, [event_to_json(event) for event in events]]
+
+
+class PgTx:
+    """``Tx`` over an async psycopg cursor."""
+
     def __init__(self, cur: psycopg.AsyncCursor[Row]) -> None:
         self._cur = cur
         self.events: list[Event] = []
@@ -136,7 +147,7 @@ class PostgresDriver:
             await pool.close()
             self._pool = None
             if isinstance(exc, psycopg.Error | PoolTimeout):
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
             raise
         self._listener = asyncio.create_task(self._listen(), name="conveyor-pg-listen")
         # Subscribers expect events of writes made after open() returns.
@@ -204,28 +215,25 @@ class PostgresDriver:
         for attempt in range(CONFLICT_RETRIES):
             try:
                 async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
-                    tx = _Tx(cur)
+                    tx = PgTx(cur)
                     result = await fn(tx)
                     if tx.events:
-                        await cur.execute(
-                            "SELECT pg_notify(%s, x) FROM unnest(%s::text[]) AS x",
-                            [CHANNEL, [event_to_json(event) for event in tx.events]],
-                        )
+                        await cur.execute(NOTIFY, notify_params(tx.events))
                 return result
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 if attempt == CONFLICT_RETRIES - 1:
-                    raise _translate(exc) from exc
+                    raise translate(exc) from exc
                 await asyncio.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
             except (psycopg.Error, PoolTimeout) as exc:
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
         raise AssertionError("unreachable")
 
     async def read(self, fn: Callable[[Any], Awaitable[T]], *, quick: bool = False) -> T:
         try:
             async with self._connection() as conn, conn.cursor() as cur:
-                return await fn(_Tx(cur))
+                return await fn(PgTx(cur))
         except (psycopg.Error, PoolTimeout) as exc:
-            raise _translate(exc) from exc
+            raise translate(exc) from exc
 
     async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         # The pool's connections are in autocommit: one statement, one implicit transaction,

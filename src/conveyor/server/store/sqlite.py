@@ -2,7 +2,9 @@
 
 A whole transaction runs on its thread in one hop: the shared SQL code is written as
 coroutines for PostgreSQL, but against SQLite its ``await tx.…`` calls never suspend, so
-``_drive`` runs such a coroutine to completion synchronously. One hop per transaction keeps
+``drive`` runs such a coroutine to completion synchronously. ``connect``, ``write_on`` and
+``read_on`` are that transaction on any connection and thread: the direct producer
+(``conveyor.direct``) runs them in its caller's thread. One hop per transaction keeps
 the event loop free and makes latency independent of how busy the loop is.
 
 A *quick* call (a status read, a queue look-up, one enqueue: tens of microseconds of SQLite)
@@ -80,8 +82,7 @@ class _Busy(Exception):
 
 
 class _Tx:
-    def __init__(self, driver: SqliteDriver, conn: sqlite3.Connection) -> None:
-        self._driver = driver
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self.events: list[Event] = []
 
@@ -99,7 +100,7 @@ class _Tx:
         self.events.append(event)
 
 
-def _drive(coro: Coroutine[Any, Any, T]) -> T:
+def drive(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine that never suspends to completion, synchronously."""
     try:
         coro.send(None)
@@ -149,7 +150,7 @@ class SqliteDriver:
         if lane is None:
             raise StoreUnavailable("the SQLite store is not open")
         try:
-            return await lane.call(partial(_guarded, fn, *args))
+            return await lane.call(partial(guarded, fn, *args))
         except LaneClosed:
             raise StoreUnavailable("the SQLite store is closed") from None
 
@@ -186,22 +187,10 @@ class SqliteDriver:
         except OSError as exc:
             raise StoreUnavailable(f"cannot create the folder of {self.path}: {exc}") from None
         _create_private(self.path)
-        self._write_conn = self._new_connection()
-        self._read_conn = self._new_connection()
-        self._quick_conn = self._new_connection()
+        self._write_conn = connect(self.path)
+        self._read_conn = connect(self.path)
+        self._quick_conn = connect(self.path)
         self._quick_conn.execute("PRAGMA busy_timeout = 0")
-
-    def _new_connection(self) -> sqlite3.Connection:
-        # Each connection is used by one thread at a time (its executor has one thread).
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        _set_wal(conn)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-        return conn
 
     def _migrate(self, migrations: Sequence[Migration]) -> None:
         conn = self._conn()
@@ -257,25 +246,15 @@ class SqliteDriver:
         await asyncio.to_thread(writer.shutdown)
 
     async def write(self, fn: Callable[[Any], Awaitable[T]], *, quick: bool = False) -> T:
-        def transaction(wait: bool = True) -> tuple[T, list[Event]]:
-            conn = self._conn()
-            _begin(conn, wait)
-            tx = _Tx(self, conn)
-            try:
-                result: T = _drive(cast(Coroutine[Any, Any, T], fn(tx)))
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
-            return result, tx.events
-
         writer = self._writer
+        done: tuple[T, list[Event]]
         try:
             if not (quick and writer is not None and writer.idle):
                 raise _Busy
-            result, events = _guarded(transaction, False)
+            done = guarded(write_on, self._conn(), fn, False)
         except _Busy:
-            result, events = await self.call(transaction)
+            done = await self.call(lambda: write_on(self._conn(), fn))
+        result, events = done
         for event in events:
             self._broadcaster.publish(event)
         return result
@@ -284,11 +263,11 @@ class SqliteDriver:
         def query(conn: sqlite3.Connection | None) -> T:
             if conn is None:
                 raise StoreUnavailable("the SQLite store is not open")
-            return _drive(cast(Coroutine[Any, Any, T], fn(_Tx(self, conn))))
+            return read_on(conn, fn)
 
         if quick and self._quick_conn is not None:
             try:
-                found: T = _guarded(_no_wait, query, self._quick_conn)
+                found: T = guarded(_no_wait, query, self._quick_conn)
                 return found
             except _Busy:
                 pass
@@ -300,6 +279,43 @@ class SqliteDriver:
 
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the store file as every store connection is set up: WAL, the busy
+    timeout, ``synchronous = NORMAL``, foreign keys, a large page cache."""
+    # Each connection is used by one thread at a time (its executor has one thread).
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    _set_wal(conn)
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    return conn
+
+
+def write_on(
+    conn: sqlite3.Connection, fn: Callable[[Any], Awaitable[T]], wait: bool = True
+) -> tuple[T, list[Event]]:
+    """Run ``fn`` in one ``BEGIN IMMEDIATE`` transaction on ``conn``, in this thread; its
+    result and the events it emitted (to publish: they are not sent here). Without ``wait``,
+    ``_Busy`` at once if another connection holds the write lock."""
+    _begin(conn, wait)
+    tx = _Tx(conn)
+    try:
+        result: T = drive(cast(Coroutine[Any, Any, T], fn(tx)))
+        conn.execute("COMMIT")
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result, tx.events
+
+
+def read_on(conn: sqlite3.Connection, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run the read ``fn`` on ``conn``, in this thread."""
+    return drive(cast(Coroutine[Any, Any, T], fn(_Tx(conn))))
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:
@@ -322,12 +338,10 @@ def _data_version(conn: sqlite3.Connection) -> int:
 
 
 def _begin(conn: sqlite3.Connection, wait: bool) -> None:
-    """``BEGIN IMMEDIATE``; without ``wait``, ``_Busy`` at once if another connection holds
-    the write lock (the busy timeout is off for that one statement)."""
     if wait:
         conn.execute("BEGIN IMMEDIATE")
         return
-    conn.execute("PRAGMA busy_timeout = 0")
+    conn.execute("PRAGMA busy_timeout = 0")  # for this one statement
     try:
         _no_wait(conn.execute, "BEGIN IMMEDIATE")
     finally:
@@ -349,7 +363,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.rollback()
 
 
-def _guarded(fn: Callable[..., T], *args: Any) -> T:
+def guarded(fn: Callable[..., T], *args: Any) -> T:
     try:
         return fn(*args)
     except sqlite3.Error as exc:

@@ -1,0 +1,240 @@
+"""``Producer``: one token's enqueues and reads on one store, in the caller's thread.
+
+Blocking by design: every store coroutine it calls runs on an inline driver whose awaits never
+suspend, so ``drive`` completes it here (see ``server/store/inline.py``). No event loop, no
+thread hand-over: a put is one transaction on this thread's own connection. ``put`` with
+``within`` runs the same transaction body inside the caller's PostgreSQL transaction instead.
+
+Cached, so that a put costs its transaction and little else: the token's workspace for
+``TOKEN_CACHE_S`` (as the gateway), a queue's latest stub for ``STUB_CACHE_S`` (a deploy of a
+new version is used by puts within that time; a stub gone since is dropped at once), the
+output-link keys for ``KEYS_CACHE_S`` (as the gateway).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from conveyor import clock
+from conveyor.errors import ClientError, ConfigError, ConveyorError, HTTPError, NotFound
+from conveyor.server.gateway.refusals import Unauthorized, status_of
+from conveyor.server.gateway.signing import KEYS_REFRESH_S, LinkKeys
+from conveyor.server.gateway.task_body import parse_batch, parse_call
+from conveyor.server.gateway.views import task_json
+from conveyor.server.store import sqlite_path
+from conveyor.server.store.driver import load_migrations
+from conveyor.server.store.group_commit import EnqueueCall, write_calls
+from conveyor.server.store.inline import (
+    InlinePostgresDriver,
+    InlineSqliteDriver,
+    drive,
+    write_within,
+    write_within_async,
+)
+from conveyor.server.store.records import NewTask, Stub, Workspace
+from conveyor.server.store.sql import SqlStore
+
+#: As the gateway's ``TOKEN_CACHE_S``: a valid token is trusted this long without asking again.
+TOKEN_CACHE_S = 5.0
+#: A queue name resolves to its latest stub again after this long.
+STUB_CACHE_S = 1.0
+KEYS_CACHE_S = KEYS_REFRESH_S
+#: As the gateway's default ``output_url_ttl_s``.
+OUTPUT_URL_TTL_S = 3600
+
+
+def _driver(url: str) -> InlineSqliteDriver | InlinePostgresDriver:
+    if url.startswith("sqlite:"):
+        return InlineSqliteDriver(sqlite_path(url))
+    if url.startswith(("postgresql://", "postgres://")):
+        return InlinePostgresDriver(url)
+    raise ConfigError(
+        f"unsupported store URL {url!r}; use sqlite:////absolute/path.db or "
+        "postgresql://user@host:port/database"
+    )
+
+
+@contextmanager
+def refused() -> Iterator[None]:
+    """A refusal of the store or of the rules the gateway applies becomes the ``HTTPError``
+    the HTTP client would raise for it (the status code the gateway answers)."""
+    try:
+        yield
+    except (ClientError, ConfigError):
+        raise
+    except ConveyorError as exc:
+        raise HTTPError(status_of(exc), exc.message) from exc
+
+
+class Producer:
+    """Enqueue and read as the token's workspace, through the store at ``url``."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url
+        self._token = token
+        self._driver = _driver(url)
+        self._store = SqlStore(self._driver)
+        self._checked = False
+        self._workspace: tuple[float, Workspace] | None = None
+        self._stubs: dict[str, tuple[float, Stub]] = {}
+        self._keys: tuple[float, LinkKeys] | None = None
+
+    def close(self) -> None:
+        """Close every thread's connection; the next call opens a new one."""
+        drive(self._driver.close())
+
+    # -- what a put needs ----------------------------------------------------------------------
+    def workspace(self) -> Workspace:
+        now = time.monotonic()
+        cached = self._workspace
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        if not self._checked:
+            drive(self._driver.open(load_migrations(self._driver.dialect.name)))
+            self._checked = True
+        if not self._token:
+            raise Unauthorized("missing token: pass token= (or set CONVEYOR_TOKEN)")
+        workspace = drive(self._store.authenticate(self._token))
+        if workspace is None:
+            raise Unauthorized("invalid token")
+        self._workspace = (now + TOKEN_CACHE_S, workspace)
+        return workspace
+
+    def stub(self, name: str) -> Stub:
+        """The latest stub of the queue ``name``, as ``POST /taskqueue/{name}`` resolves it."""
+        now = time.monotonic()
+        workspace = self.workspace()
+        cached = self._stubs.get(name)
+        if cached is not None and cached[0] > now and cached[1].workspace_id == workspace.id:
+            return cached[1]
+        stub = drive(self._store.resolve_stub(workspace.id, name))
+        if stub is None:
+            raise NotFound(f"unknown queue {name!r}")
+        self._stubs[name] = (now + STUB_CACHE_S, stub)
+        return stub
+
+    # -- enqueue -------------------------------------------------------------------------------
+    def put(
+        self, name: str, body: Mapping[str, Any], key: str | None, within: Any = None
+    ) -> str:
+        """``POST /taskqueue/{name}`` with ``body`` (and ``Idempotency-Key: key``)."""
+        with refused():
+            stub = self.stub(name)
+            task = parse_call(body, stub.queue_config.callback_url, key)
+            return self._enqueue(stub, [task], within)[0]
+
+    def put_batch(
+        self, name: str, body: Mapping[str, Any], key: str | None, within: Any = None
+    ) -> list[str]:
+        """``POST /taskqueue/{name}/batch``: all tasks or none."""
+        with refused():
+            stub = self.stub(name)
+            tasks = parse_batch(body, stub.queue_config.callback_url, key)
+            return self._enqueue(stub, tasks, within) if tasks else []
+
+    async def put_async(
+        self, name: str, body: Mapping[str, Any], key: str | None, within: Any
+    ) -> list[str]:
+        """``put`` (a one-element list) inside an ``AsyncConnection``'s transaction."""
+        with refused():
+            stub = self.stub(name)
+            task = parse_call(body, stub.queue_config.callback_url, key)
+            return await self._enqueue_async(stub, [task], within)
+
+    async def put_batch_async(
+        self, name: str, body: Mapping[str, Any], key: str | None, within: Any
+    ) -> list[str]:
+        with refused():
+            stub = self.stub(name)
+            tasks = parse_batch(body, stub.queue_config.callback_url, key)
+            return await self._enqueue_async(stub, tasks, within) if tasks else []
+
+    def _call(self, stub: Stub, tasks: Sequence[NewTask]) -> EnqueueCall:
+        t = clock.to_us(clock.now())
+        return EnqueueCall(stub, tasks, stub.queue_config.max_pending_tasks, t)
+
+    def _enqueue(self, stub: Stub, tasks: Sequence[NewTask], within: Any) -> list[str]:
+        call = self._call(stub, tasks)
+        for_update = self._driver.dialect.for_update
+
+        async def body(tx: Any) -> list[list[str] | Exception]:
+            return await write_calls(tx, [call], for_update)
+
+        if within is None:
+            outcomes = drive(self._driver.write(body))
+        else:
+            self._check_within(within)
+            outcomes = write_within(within, body)
+        return self._outcome(stub, outcomes[0])
+
+    async def _enqueue_async(self, stub: Stub, tasks: Sequence[NewTask], within: Any) -> list[str]:
+        call = self._call(stub, tasks)
+        self._check_within(within)
+        outcomes = await write_within_async(
+            within, lambda tx: write_calls(tx, [call], self._driver.dialect.for_update)
+        )
+        return self._outcome(stub, outcomes[0])
+
+    def _check_within(self, conn: Any) -> None:
+        if not isinstance(self._driver, InlinePostgresDriver):
+            raise ConfigError(
+                "within(conn) enqueues inside a PostgreSQL transaction; this store is SQLite "
+                "(use put() on the client itself)"
+            )
+        import psycopg
+
+        if not isinstance(conn, psycopg.Connection | psycopg.AsyncConnection):
+            raise ConfigError(f"within() takes a psycopg connection, got {type(conn).__name__}")
+
+    def _outcome(self, stub: Stub, outcome: list[str] | Exception) -> list[str]:
+        if isinstance(outcome, Exception):
+            if isinstance(outcome, NotFound):  # the stub is gone: resolve the name again
+                self._stubs.pop(stub.name, None)
+            raise outcome
+        return outcome
+
+    # -- reads ---------------------------------------------------------------------------------
+    def task(self, task_id: str, base_url: str) -> dict[str, Any]:
+        """``GET /v2/task/{id}/``: the same JSON, output links under ``base_url``."""
+        with refused():
+            workspace = self.workspace()
+            view = drive(self._store.get_task(task_id, workspace.id))
+            if view is None:
+                raise NotFound(f"unknown task {task_id!r}")
+            return task_json(view, base_url, self._link_keys(), OUTPUT_URL_TTL_S, clock.now())
+
+    def cancel(self, task_ids: Sequence[str]) -> dict[str, list[str]]:
+        """``POST /v2/task/cancel/``."""
+        with refused():
+            workspace = self.workspace()
+            result = drive(self._store.cancel(workspace.id, list(dict.fromkeys(task_ids))))
+            return {
+                "cancelled": result.cancelled,
+                "already_finished": result.already_finished,
+                "not_found": result.not_found,
+            }
+
+    def _link_keys(self) -> LinkKeys:
+        now = time.monotonic()
+        cached = self._keys
+        if cached is None or cached[0] <= now:
+            cached = self._keys = (now + KEYS_CACHE_S, LinkKeys(drive(self._store.server_keys())))
+        return cached[1]
+
+
+_producers: dict[tuple[str, str | None], Producer] = {}
+_producers_lock = threading.Lock()
+
+
+def producer_for(url: str, token: str | None) -> Producer:
+    """The process's producer for this store and token: clients made per call (as
+    ``square.put`` does) share its connections and caches."""
+    with _producers_lock:
+        producer = _producers.get((url, token))
+        if producer is None:
+            producer = _producers[(url, token)] = Producer(url, token)
+        return producer
