@@ -45,9 +45,8 @@ async def count_tasks(store: Store, workspace: Workspace) -> int:
     return len(views)
 
 
-def pg_only(store_url: str) -> None:
-    if store_url.startswith("sqlite"):
-        pytest.skip("enqueue inside the caller's transaction is PostgreSQL's")
+#: Enqueue inside the caller's transaction is PostgreSQL's: these run on it alone.
+postgres_only = pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 
 
 async def test_put_runs_to_complete_and_reads_as_the_gateway_answers(
@@ -153,10 +152,10 @@ async def test_from_env_and_the_decorator_use_conveyor_store(
         assert view is not None and view.task.status is TaskStatus.PENDING
 
 
+@postgres_only
 async def test_within_rolled_back_leaves_no_task(
     harness: Harness, store: Store, store_url: str, workspace: Workspace, client: Client
 ) -> None:
-    pg_only(store_url)
     stub = await harness.queue("square", SQUARE)
     await harness.start_agent([stub])
 
@@ -184,10 +183,10 @@ async def test_within_rolled_back_leaves_no_task(
         assert conn.execute("SELECT in_flight FROM stubs").fetchall() == [(0,)]
 
 
+@postgres_only
 async def test_within_committed_runs_to_complete(
     harness: Harness, store_url: str, client: Client
 ) -> None:
-    pg_only(store_url)
     stub = await harness.queue("square", SQUARE)
     await harness.start_agent([stub])
 
@@ -207,10 +206,10 @@ async def test_within_committed_runs_to_complete(
     assert await run(batch.result, 30) == 16
 
 
+@postgres_only
 async def test_within_applies_the_pending_limit_in_the_callers_transaction(
     harness: Harness, store_url: str, client: Client
 ) -> None:
-    pg_only(store_url)
     await harness.queue("square", SQUARE, max_pending_tasks=1)
 
     def two_in_one_transaction() -> int:
