@@ -1,3 +1,4 @@
 from conveyor.cli.app import main
 
-main()
+if __name__ == "__main__":  # not when a spawned gateway process imports it
+    main()

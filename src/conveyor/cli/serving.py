@@ -7,6 +7,7 @@ client commands start several times faster without them.
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Annotated
 
 import orjson
@@ -36,7 +37,7 @@ from conveyor.cli.options import (
     worker_settings,
 )
 from conveyor.cli.render import print_warning
-from conveyor.cli.report import err, out, run
+from conveyor.cli.report import err, out, reported, run
 from conveyor.server.settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORE, settings_lines
 
 if TYPE_CHECKING:
@@ -145,6 +146,16 @@ def server_cmd(
     max_header_bytes: MaxHeaderBytesOpt = None,
     max_connections: MaxConnectionsOpt = None,
     header_timeout_s: HeaderTimeoutOpt = None,
+    processes: Annotated[
+        int,
+        typer.Option(
+            "--processes",
+            min=0,
+            envvar="CONVEYOR_PROCESSES",
+            help="Gateway processes sharing the port (SO_REUSEPORT): a Python process uses one "
+            "core at most. 0: one per core. Default: 1.",
+        ),
+    ] = 1,
 ) -> None:
     """Run a gateway only (production): any number of them can share one store.
 
@@ -156,7 +167,15 @@ def server_cmd(
     gateway = gateway_settings(**{name: flags[name] for name in GATEWAY_FLAGS})
     settings = server_settings(store=store, host=host, port=port, gateway=gateway)
     _start(verbose, settings)
-    out.print(f"conveyor gateway on http://{host}:{port} (store {store.split('@')[-1]})")
+    count = processes or os.cpu_count() or 1
+    shown = f"store {store.split('@')[-1]}" + (f", {count} processes" if count > 1 else "")
+    out.print(f"conveyor gateway on http://{host}:{port} ({shown})")
+    if count > 1:
+        from conveyor.cli.processes import run_processes
+
+        with reported():
+            code = run_processes(settings, count, verbose)
+        raise typer.Exit(code)
     from conveyor.server.run import run_server
 
     run(run_server(settings))

@@ -124,9 +124,19 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _listening(host: str, port: int) -> list[socket.socket]:
+def try_listening(host: str, port: int) -> None:
+    """A ``StartupError`` now if ``host:port`` cannot be listened on (nothing is kept)."""
+    for sock in _listening(host, port, listen=False):
+        sock.close()
+
+
+def _listening(
+    host: str, port: int, *, reuse_port: bool = False, listen: bool = True
+) -> list[socket.socket]:
     """Sockets listening on every address of ``host`` (as asyncio's ``create_server`` binds
-    them), or a ``StartupError`` that says what to pass instead.
+    them), or a ``StartupError`` that says what to pass instead. ``reuse_port``: the port is
+    shared with the other processes of ``server --processes`` (the kernel spreads their
+    connections).
 
     Bound here because uvicorn, binding itself, logs the error and then exits the event loop
     with a traceback.
@@ -144,10 +154,13 @@ def _listening(host: str, port: int) -> list[socket.socket]:
         sockets.append(sock)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
-            sock.listen()  # uvicorn listens again, with its backlog
+            if listen:
+                sock.listen()  # uvicorn listens again, with its backlog
         except OSError as exc:
             for opened in sockets:
                 opened.close()
@@ -165,8 +178,8 @@ def _bind_problem(exc: OSError, host: str, port: int) -> str:
     return f"cannot listen on {host}:{port}: {exc.strerror}; pass another --host or --port"
 
 
-def _uvicorn(app: FastAPI, host: str, port: int) -> _Server:
-    listening = _listening(host, port)
+def _uvicorn(app: FastAPI, host: str, port: int, *, reuse_port: bool = False) -> _Server:
+    listening = _listening(host, port, reuse_port=reuse_port)
     state = app.state.gateway
     assert isinstance(state, GatewayState)
     config = uvicorn.Config(
@@ -228,12 +241,16 @@ async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
     await job
 
 
-async def run_server(settings: ServerSettings, *, stop: asyncio.Event | None = None) -> None:
-    """Gateway (and callback sender) only: for production, any store URL."""
+async def run_server(
+    settings: ServerSettings, *, stop: asyncio.Event | None = None, reuse_port: bool = False
+) -> None:
+    """Gateway (and callback sender) only: for production, any store URL. ``reuse_port``:
+    one of several processes on the port (``conveyor.cli.processes``)."""
     stop = stop or asyncio.Event()
     async with _opened(settings.store, stop) as store, delivering(store, settings.callbacks):
         app = server_app(store, with_bound_url(settings.gateway, settings.host, settings.port))
-        await _run_together(stop, _uvicorn(app, settings.host, settings.port))
+        server = _uvicorn(app, settings.host, settings.port, reuse_port=reuse_port)
+        await _run_together(stop, server)
 
 
 async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = None) -> None:
