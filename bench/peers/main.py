@@ -198,9 +198,9 @@ def main() -> None:
     parser.add_argument("--systems", default=",".join([FLOOR, *SYSTEMS]),
                         help=f"comma-separated, of: {FLOOR} (the machine's limits), "
                              + ", ".join(SYSTEMS))
-    parser.add_argument("--gateway-workers", type=int, default=2, metavar="N",
-                        help="gateway processes of conveyor-pg's `conveyor server` when it takes "
-                             "--workers (default 2; 1 = never pass the flag)")
+    parser.add_argument("--gateway-processes", type=int, default=2, metavar="N",
+                        help="gateway processes of conveyor-pg's `conveyor server --processes N`"
+                             " (default 2, one per core here)")
     parser.add_argument("--baseline", type=Path, metavar="JSON",
                         help="an earlier run's JSON: bulk enqueue, cancel and growth are checked "
                              "against it (issue 15: nothing else regresses)")
@@ -222,12 +222,10 @@ def main() -> None:
         "medians": {}, "errors": {}, "row_errors": {},
     }
     if "conveyor-pg" in systems:
-        has_flag = ConveyorPostgres.server_has_workers_flag()
-        used = args.gateway_workers if has_flag and args.gateway_workers > 1 else 1
-        ConveyorPostgres.gateway_workers = used
+        used = max(1, args.gateway_processes)
+        ConveyorPostgres.gateway_processes = used
         report["gateway"]["conveyor-pg"] = {
-            "server_has_workers_flag": has_flag, "gateway_processes": used,
-            "argv": f"conveyor server --workers {used}" if used > 1 else "conveyor server",
+            "gateway_processes": used, "argv": f"conveyor server --processes {used}",
         }
     if "conveyor-sqlite" in systems:
         report["gateway"]["conveyor-sqlite"] = {"gateway_processes": 1, "argv": "conveyor serve"}
@@ -246,9 +244,9 @@ def main() -> None:
             samples, row_errors = floors.samples, floors.errors
         else:
             adapter = SYSTEMS[name](logs)
-            if name == "conveyor-pg" and ConveyorPostgres.gateway_workers > 1:
-                adapter.workers_note += (f"; gateway `conveyor server --workers "
-                                         f"{ConveyorPostgres.gateway_workers}`")
+            if name == "conveyor-pg":
+                adapter.workers_note += (f"; gateway `conveyor server --processes "
+                                         f"{ConveyorPostgres.gateway_processes}`")
             report["workers"][name] = adapter.workers_note
             print(f"== {name}: {adapter.workers_note}", flush=True)
             run = Run(adapter, tasks, reps, levels)

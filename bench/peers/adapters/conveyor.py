@@ -8,8 +8,6 @@ Workloads talk HTTP/1.1 over one keep-alive ``http.client`` connection (stdlib,
 from __future__ import annotations
 
 import io
-import os
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -232,15 +230,8 @@ class ConveyorPostgres(ConveyorAdapter):
                     "workers=2 and one container: 2 worker processes")
     port = 8791
     DB = "bench_conveyor"
-    #: Gateway processes of ``conveyor server`` (``--workers N``); 1 = the flag is not passed.
-    gateway_workers = 1
-
-    @staticmethod
-    def server_has_workers_flag() -> bool:
-        """Whether ``conveyor server`` takes ``--workers N`` (several gateway processes)."""
-        shown = subprocess.run([venv_bin("conveyor"), "server", "--help"], capture_output=True,
-                               text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
-        return re.search(r"(?<![\w-])--workers\b", shown.stdout) is not None
+    #: Gateway processes of ``conveyor server --processes N``.
+    gateway_processes = 1
 
     def setup(self) -> None:
         self.url = self.store_url = pg_url(self.DB)
@@ -252,9 +243,8 @@ class ConveyorPostgres(ConveyorAdapter):
             check=True, capture_output=True, text=True, timeout=60,
         )
         self.token = made.stdout.strip().splitlines()[-1]
-        argv = [venv_bin("conveyor"), "server", "--store", self.url, "--port", str(self.port)]
-        if self.gateway_workers > 1:
-            argv += ["--workers", str(self.gateway_workers)]
+        argv = [venv_bin("conveyor"), "server", "--store", self.url, "--port", str(self.port),
+                "--processes", str(self.gateway_processes)]
         self.server = PROCS.start(argv, self.logs / "conveyor-pg-server.log")
         self._wait_healthy(self.server)
         self._connect(self.token)
