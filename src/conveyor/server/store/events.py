@@ -11,6 +11,8 @@ import orjson
 from conveyor.server.store.records import Event, EventKind
 from conveyor.tasks import TaskStatus
 
+#: The PostgreSQL NOTIFY channel of store events.
+CHANNEL = "conveyor"
 #: A subscriber that stops reading loses its oldest events rather than growing without bound.
 QUEUE_LIMIT = 10_000
 

@@ -24,13 +24,12 @@ from conveyor import clock
 from conveyor.errors import StoreError, StoreUnavailable
 from conveyor.server.store.base import Subscription
 from conveyor.server.store.driver import Dialect, Migration, Row
-from conveyor.server.store.events import Broadcaster, event_from_json, event_to_json
+from conveyor.server.store.events import CHANNEL, Broadcaster, event_from_json, event_to_json
 from conveyor.server.store.records import Event
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-CHANNEL = "conveyor"
 DIALECT = Dialect(name="postgres", skip_locked=" FOR UPDATE SKIP LOCKED", for_update=" FOR UPDATE")
 #: Advisory lock key held while migrating, so concurrent openers apply each migration once.
 MIGRATION_LOCK = 0x636F6E76  # "conv"
@@ -207,6 +206,20 @@ class PostgresDriver:
                             [CHANNEL, [event_to_json(event) for event in tx.events]],
                         )
                 return result
+            except _TRANSIENT as exc:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise _translate(exc) from exc
+                await asyncio.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise _translate(exc) from exc
+        raise AssertionError("unreachable")
+
+    async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                async with self._connection() as conn:  # autocommit: the statement commits
+                    cur = await conn.execute(to_pyformat(sql), list(params))
+                    return await cur.fetchall() if cur.description is not None else []
             except _TRANSIENT as exc:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise _translate(exc) from exc

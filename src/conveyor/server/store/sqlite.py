@@ -259,6 +259,12 @@ class SqliteDriver:
             self._broadcaster.publish(event)
         return result
 
+    async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        async def op(tx: _Tx) -> list[Row]:
+            return await tx.execute(sql, params)
+
+        return await self.write(op)
+
     async def read(self, fn: Callable[[Any], Awaitable[T]]) -> T:
         def query() -> T:
             if self._read_conn is None:
