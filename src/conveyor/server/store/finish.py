@@ -200,7 +200,8 @@ async def _batched_writes(
             "UPDATE tasks SET status = 'RETRY', error = v.error, runnable_at = v.at,"
             " expires_at = v.at + CAST(ttl_s * 1000000 AS BIGINT),"
             " lease_expires_at = NULL, updated_at = ?"
-            " FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[]) AS v(id, fence, error, at)"
+            " FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[])"
+            " AS v(id, fence, error, at)"
             f" WHERE tasks.id = v.id AND tasks.fence = v.fence AND status IN {guard_sql(status)}"
             " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id",
             [t, ids, fences, errors, at],
