@@ -95,6 +95,7 @@ async def run_backend(url: str, tasks: int, work: Path) -> dict[str, float]:
             stub_ids=frozenset({noop.id, stamp.id, sleeper.id}),
             stub_types=(),
             code_cache=work / "cache",
+            sandbox=False,  # the bench measures the queue, not bubblewrap's start-up
         ),
     )
     results: dict[str, float] = {}

@@ -55,9 +55,13 @@ class Agent:
         """Run until ``stop`` is set, then drain: no new claims, running tasks get
         ``drain_grace_s`` to finish, the rest go back to the queue."""
         subscription = self.store.subscribe()
-        loops = [
-            asyncio.create_task(self._event_loop(subscription)),
-            asyncio.create_task(self._dispatch_loop()),
+        loops = [asyncio.create_task(self._dispatch_loop())]
+        deliver_to = getattr(subscription, "deliver_to", None)
+        if callable(deliver_to):  # woken by the commit (or NOTIFY) itself, no task between
+            deliver_to(self._on_event)
+        else:
+            loops.append(asyncio.create_task(self._event_loop(subscription)))
+        loops += [
             asyncio.create_task(self.dispatcher.outcome_loop()),
         ]
         try:
@@ -186,6 +190,12 @@ class Agent:
                 event: Event | None = await subscription.get(timeout=None)
                 if event is not None:
                     self.handle_event(event)
+
+    def _on_event(self, event: Event) -> None:
+        try:
+            self.handle_event(event)
+        except Exception:  # the publisher (a commit, the LISTEN loop) must not see it
+            log.exception("event handling failed", extra={"action": "agent_loop_failed"})
 
     def handle_event(self, event: Event) -> None:
         if event.kind == "enqueued":

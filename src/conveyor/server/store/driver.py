@@ -75,6 +75,8 @@ class Driver(Protocol):
     async def read(self, fn: Callable[[Tx], Awaitable[T]], *, quick: bool = False) -> T: ...
 
     async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        """Run one statement on its own: atomic by itself, committed when this returns."""
+        """Run one write statement as its own transaction, in one round trip where the
+        backend has them (PostgreSQL: autocommit); it emits no events, so a statement that
+        needs some sends them itself (``pg_notify`` in its SQL)."""
 
     def subscribe(self) -> Subscription: ...

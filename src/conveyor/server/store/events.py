@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -11,6 +12,8 @@ import orjson
 from conveyor.server.store.records import Event, EventKind
 from conveyor.tasks import TaskStatus
 
+#: The PostgreSQL NOTIFY channel of store events.
+CHANNEL = "conveyor"
 #: A subscriber that stops reading loses its oldest events rather than growing without bound.
 QUEUE_LIMIT = 10_000
 
@@ -46,8 +49,20 @@ class QueueSubscription:
     def __init__(self, broadcaster: Broadcaster) -> None:
         self._broadcaster = broadcaster
         self._queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
+        self._handler: Callable[[Event], None] | None = None
+
+    def deliver_to(self, handler: Callable[[Event], None]) -> None:
+        """Hand every event to ``handler`` as it is published (on the event loop, right
+        after the commit that made it) instead of queuing it for ``get``: no task switch
+        between a commit and its subscriber. ``handler`` must not raise or block."""
+        self._handler = handler
+        while not self._queue.empty():
+            handler(self._queue.get_nowait())
 
     def put(self, event: Event) -> None:
+        if self._handler is not None:
+            self._handler(event)
+            return
         if self._queue.full():
             with contextlib.suppress(asyncio.QueueEmpty):
                 self._queue.get_nowait()

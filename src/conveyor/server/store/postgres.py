@@ -24,13 +24,12 @@ from conveyor import clock
 from conveyor.errors import StoreError, StoreUnavailable
 from conveyor.server.store.base import Subscription
 from conveyor.server.store.driver import Dialect, Migration, Row
-from conveyor.server.store.events import Broadcaster, event_from_json, event_to_json
+from conveyor.server.store.events import CHANNEL, Broadcaster, event_from_json, event_to_json
 from conveyor.server.store.records import Event
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-CHANNEL = "conveyor"
 DIALECT = Dialect(
     name="postgres",
     skip_locked=" FOR UPDATE SKIP LOCKED",
@@ -228,17 +227,26 @@ class PostgresDriver:
                 raise translate(exc) from exc
         raise AssertionError("unreachable")
 
+    async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                async with self._connection() as conn:  # autocommit: the statement commits
+                    cur = await conn.execute(to_pyformat(sql), list(params))
+                    return await cur.fetchall() if cur.description is not None else []
+            except TRANSIENT as exc:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise translate(exc) from exc
+                await asyncio.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
+            except (psycopg.Error, PoolTimeout) as exc:
+                raise translate(exc) from exc
+        raise AssertionError("unreachable")
+
     async def read(self, fn: Callable[[Any], Awaitable[T]], *, quick: bool = False) -> T:
         try:
             async with self._connection() as conn, conn.cursor() as cur:
                 return await fn(PgTx(cur))
         except (psycopg.Error, PoolTimeout) as exc:
             raise translate(exc) from exc
-
-    async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        # The pool's connections are in autocommit: one statement, one implicit transaction,
-        # one round trip.
-        return await self.read(lambda tx: tx.execute(sql, params))
 
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()
