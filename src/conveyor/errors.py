@@ -13,6 +13,7 @@
     │   ├── NotFound                unknown or foreign id (HTTP 404)
     │   ├── InvalidTransition       a guarded status write matched no row (HTTP 409)
     │   ├── PendingLimitExceeded    max_pending_tasks reached (HTTP 429)
+    │   ├── StaleRoute              a queue's latest version changed since its look-up
     │   └── OutputTooLarge          an output over the size limit (HTTP 413)
     ├── TaskError                   a task did not complete (raised by ``Task.result``)
     │   ├── TaskFailed
@@ -71,6 +72,10 @@ class StoreUnavailable(StoreError):
 
 class NotFound(StoreError):
     """Not found."""
+
+
+class StaleRoute(StoreError):
+    """The queue's latest version changed since it was looked up; look it up again."""
 
 
 class InvalidTransition(StoreError):

@@ -38,6 +38,25 @@ async def test_every_address_form_enqueues_on_the_right_version(
         assert view is not None and view.stub.id == stub_id, path
 
 
+async def test_a_deploy_moves_the_next_enqueue_at_once(
+    http: httpx.AsyncClient, store: Store, alice: Tenant
+) -> None:
+    """The gateway keeps its look-up of a queue's latest version, but an enqueue right after
+    a deploy (single or batch, from another gateway for all this one knows) lands on the new
+    version: the write re-checks the look-up."""
+    await deploy(store, alice, "resize")
+    for path, field in (("/taskqueue/resize", "task_id"), ("/taskqueue/resize/batch", None)):
+        body = {"x": 1} if field else {"tasks": [{"x": 1}, {"x": 2}]}
+        assert (await http.post(path, json=body, headers=alice.auth)).status_code == 200
+        latest = await deploy(store, alice, "resize")
+        response = await http.post(path, json=body, headers=alice.auth)
+        assert response.status_code == 200, response.text
+        ids = [response.json()[field]] if field else response.json()["task_ids"]
+        for task_id in ids:
+            view = await store.get_task(task_id, alice.workspace.id)
+            assert view is not None and view.stub.id == latest.id, path
+
+
 @pytest.mark.parametrize(
     "path", ["/taskqueue/nope", "/taskqueue/resize/v9", "/taskqueue/resize/v1x",
              "/taskqueue/id/not-a-stub", "/taskqueue/nope/batch", "/taskqueue/nope/warmup"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.errors import NotFound, PendingLimitExceeded, StoreUnavailable
+from conveyor.errors import NotFound, PendingLimitExceeded, StaleRoute, StoreUnavailable
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import NewTask, Outcome, Stub, TaskFilter, Workspace
 from conveyor.server.store.sql import SqlStore
@@ -159,3 +159,44 @@ async def test_one_task_alone_is_counted_announced_and_refused_alone(
         await store.enqueue(missing, [NewTask("{}")], 2)
     view = await store.get_task(task_id)
     assert view is not None and view.task.status is TaskStatus.PENDING
+
+
+async def test_a_kept_look_up_of_the_latest_version_is_checked_as_it_is_written(
+    store: Store, ws: Workspace
+) -> None:
+    """Enqueues may resolve a queue's latest version from a recent look-up (the route
+    cache); the write refuses a look-up a deploy made stale, alone or in a batch, and the
+    next look-up reads the new version."""
+    for name, tasks in (("one", [NewTask("{}")]), ("two", [NewTask("{}"), NewTask("{}")])):
+        v1 = await store.deploy_stub(ws.id, name, {"name": name}, b"x")
+        kept = await store.resolve_stub(ws.id, name, cached=True)
+        assert kept == v1
+        assert await store.resolve_stub(ws.id, name, cached=True) is kept  # no read: kept
+        assert len(await store.enqueue(kept, tasks, 10)) == len(tasks)
+        v2 = await store.deploy_stub(ws.id, name, {"name": name}, b"x")
+        with pytest.raises(StaleRoute):
+            await store.enqueue(kept, tasks, 10)
+        fresh = await store.resolve_stub(ws.id, name, cached=True)
+        assert fresh is not None and fresh.id == v2.id
+        assert len(await store.enqueue(fresh, tasks, 10)) == len(tasks)
+        # A stub named by its version is not a look-up of the latest: no check.
+        named = await store.resolve_stub(ws.id, name, 1)
+        assert named is not None and len(await store.enqueue(named, tasks, 10)) == len(tasks)
+    page, _ = await store.list_tasks(ws.id, TaskFilter(), limit=100)
+    assert sorted((v.stub.name, v.stub.version) for v in page) == sorted(
+        [("one", 1), ("one", 2), ("one", 1)] + [("two", 1), ("two", 2), ("two", 1)] * 2
+    )
+
+
+async def test_a_served_stub_changed_in_place_makes_its_kept_look_up_stale(
+    store: Store, ws: Workspace
+) -> None:
+    served = await store.upsert_serve_stub(ws.id, "s", {"name": "s"}, b"x")
+    kept = await store.resolve_stub(ws.id, "s", cached=True)
+    assert kept == served
+    await store.upsert_serve_stub(ws.id, "s", {"name": "s", "timeout": 5}, b"x")
+    with pytest.raises(StaleRoute):
+        await store.enqueue(kept, [NewTask("{}")], 10)
+    fresh = await store.resolve_stub(ws.id, "s", cached=True)
+    assert fresh is not None and fresh.queue_config.timeout == 5
+    assert len(await store.enqueue(fresh, [NewTask("{}")], 10)) == 1

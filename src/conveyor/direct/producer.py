@@ -6,8 +6,8 @@ thread hand-over: a put is one transaction on this thread's own connection. ``pu
 ``within`` runs the same transaction body inside the caller's PostgreSQL transaction instead.
 
 Cached, so that a put costs its transaction and little else: the token's workspace for
-``TOKEN_CACHE_S`` (as the gateway), a queue's latest stub for ``STUB_CACHE_S`` (a deploy of a
-new version is used by puts within that time; a stub gone since is dropped at once), the
+``TOKEN_CACHE_S`` (as the gateway), a queue's latest stub as the gateway keeps it (the
+store's route cache: each put's write re-checks it, and a stale one is looked up again), the
 output-link keys for ``KEYS_CACHE_S`` (as the gateway).
 """
 
@@ -20,14 +20,21 @@ from contextlib import contextmanager
 from typing import Any
 
 from conveyor import clock
-from conveyor.errors import ClientError, ConfigError, ConveyorError, HTTPError, NotFound
+from conveyor.errors import (
+    ClientError,
+    ConfigError,
+    ConveyorError,
+    HTTPError,
+    NotFound,
+    StaleRoute,
+)
 from conveyor.server.gateway.refusals import Unauthorized, status_of
 from conveyor.server.gateway.signing import KEYS_REFRESH_S, LinkKeys
 from conveyor.server.gateway.task_body import parse_batch, parse_call
 from conveyor.server.gateway.views import task_json
 from conveyor.server.store import sqlite_path
 from conveyor.server.store.driver import load_migrations
-from conveyor.server.store.group_commit import EnqueueCall, write_calls
+from conveyor.server.store.group_commit import EnqueueCall, write_alone, write_calls
 from conveyor.server.store.inline import (
     InlinePostgresDriver,
     InlineSqliteDriver,
@@ -40,8 +47,6 @@ from conveyor.server.store.sql import SqlStore
 
 #: As the gateway's ``TOKEN_CACHE_S``: a valid token is trusted this long without asking again.
 TOKEN_CACHE_S = 5.0
-#: A queue name resolves to its latest stub again after this long.
-STUB_CACHE_S = 1.0
 KEYS_CACHE_S = KEYS_REFRESH_S
 #: As the gateway's default ``output_url_ttl_s``.
 OUTPUT_URL_TTL_S = 3600
@@ -80,7 +85,6 @@ class Producer:
         self._store = SqlStore(self._driver)
         self._checked = False
         self._workspace: tuple[float, Workspace] | None = None
-        self._stubs: dict[str, tuple[float, Stub]] = {}
         self._keys: tuple[float, LinkKeys] | None = None
 
     def close(self) -> None:
@@ -104,58 +108,73 @@ class Producer:
         self._workspace = (now + TOKEN_CACHE_S, workspace)
         return workspace
 
-    def stub(self, name: str) -> Stub:
-        """The latest stub of the queue ``name``, as ``POST /taskqueue/{name}`` resolves it."""
-        now = time.monotonic()
+    def stub(self, name: str, cached: bool = True) -> Stub:
+        """The latest stub of the queue ``name``, as ``POST /taskqueue/{name}`` resolves it
+        (``cached``: from a recent look-up, which the put's write re-checks)."""
         workspace = self.workspace()
-        cached = self._stubs.get(name)
-        if cached is not None and cached[0] > now and cached[1].workspace_id == workspace.id:
-            return cached[1]
-        stub = drive(self._store.resolve_stub(workspace.id, name))
+        stub = drive(self._store.resolve_stub(workspace.id, name, cached=cached))
         if stub is None:
             raise NotFound(f"unknown queue {name!r}")
-        self._stubs[name] = (now + STUB_CACHE_S, stub)
         return stub
+
+    def _stubs(self, name: str) -> Iterator[Stub]:
+        """The stub to try a put on; again after ``StaleRoute``, the last time read afresh
+        (not a kept look-up, so not re-checked: it cannot be stale)."""
+        for cached in (True, True, False):
+            yield self.stub(name, cached)
 
     # -- enqueue -------------------------------------------------------------------------------
     def put(
         self, name: str, body: Mapping[str, Any], key: str | None, within: Any = None
     ) -> str:
         """``POST /taskqueue/{name}`` with ``body`` (and ``Idempotency-Key: key``)."""
-        with refused():
-            stub = self.stub(name)
-            task = parse_call(body, stub.queue_config.callback_url, key)
-            return self._enqueue(stub, [task], within)[0]
+        return self.put_batch(name, {"tasks": [body]}, key, within, one=True)[0]
 
     def put_batch(
-        self, name: str, body: Mapping[str, Any], key: str | None, within: Any = None
+        self, name: str, body: Mapping[str, Any], key: str | None, within: Any = None,
+        *, one: bool = False,
     ) -> list[str]:
-        """``POST /taskqueue/{name}/batch``: all tasks or none."""
+        """``POST /taskqueue/{name}/batch``: all tasks or none (``one``: the body of
+        ``put``, its key as given)."""
         with refused():
-            stub = self.stub(name)
-            tasks = parse_batch(body, stub.queue_config.callback_url, key)
-            return self._enqueue(stub, tasks, within) if tasks else []
+            for stub in self._stubs(name):
+                tasks = self._tasks(stub, body, key, one)
+                try:
+                    return self._enqueue(stub, tasks, within) if tasks else []
+                except StaleRoute:
+                    continue
+        raise AssertionError("unreachable: the last look-up is never stale")
 
     async def put_async(
         self, name: str, body: Mapping[str, Any], key: str | None, within: Any
     ) -> list[str]:
         """``put`` (a one-element list) inside an ``AsyncConnection``'s transaction."""
-        with refused():
-            stub = self.stub(name)
-            task = parse_call(body, stub.queue_config.callback_url, key)
-            return await self._enqueue_async(stub, [task], within)
+        return await self.put_batch_async(name, {"tasks": [body]}, key, within, one=True)
 
     async def put_batch_async(
-        self, name: str, body: Mapping[str, Any], key: str | None, within: Any
+        self, name: str, body: Mapping[str, Any], key: str | None, within: Any,
+        *, one: bool = False,
     ) -> list[str]:
         with refused():
-            stub = self.stub(name)
-            tasks = parse_batch(body, stub.queue_config.callback_url, key)
-            return await self._enqueue_async(stub, tasks, within) if tasks else []
+            for stub in self._stubs(name):
+                tasks = self._tasks(stub, body, key, one)
+                try:
+                    return await self._enqueue_async(stub, tasks, within) if tasks else []
+                except StaleRoute:
+                    continue
+        raise AssertionError("unreachable: the last look-up is never stale")
+
+    @staticmethod
+    def _tasks(stub: Stub, body: Mapping[str, Any], key: str | None, one: bool) -> list[NewTask]:
+        callback_url = stub.queue_config.callback_url
+        if one:
+            return [parse_call(body["tasks"][0], callback_url, key)]
+        return parse_batch(body, callback_url, key)
 
     def _call(self, stub: Stub, tasks: Sequence[NewTask]) -> EnqueueCall:
         t = clock.to_us(clock.now())
-        return EnqueueCall(stub, tasks, stub.queue_config.max_pending_tasks, t)
+        return EnqueueCall(stub, tasks, stub.queue_config.max_pending_tasks, t,
+                           latest=self._store.routes.holds(stub))
 
     def _enqueue(self, stub: Stub, tasks: Sequence[NewTask], within: Any) -> list[str]:
         call = self._call(stub, tasks)
@@ -165,7 +184,8 @@ class Producer:
             return await write_calls(tx, [call], for_update)
 
         if within is None:
-            outcomes = drive(self._driver.write(body))
+            alone = drive(write_alone(self._driver, call))  # one statement where it can
+            outcomes = [alone] if alone is not None else drive(self._driver.write(body))
         else:
             self._check_within(within)
             outcomes = write_within(within, body)
@@ -192,8 +212,8 @@ class Producer:
 
     def _outcome(self, stub: Stub, outcome: list[str] | Exception) -> list[str]:
         if isinstance(outcome, Exception):
-            if isinstance(outcome, NotFound):  # the stub is gone: resolve the name again
-                self._stubs.pop(stub.name, None)
+            if isinstance(outcome, NotFound | StaleRoute):  # resolve the name again
+                self._store.routes.forget(stub)
             raise outcome
         return outcome
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conveyor.errors import NotFound
+from conveyor.errors import NotFound, StaleRoute
 from conveyor.server.gateway.agents import WARNING_HEADER
 from conveyor.server.gateway.auth import invocation_workspace
 from conveyor.server.gateway.bodies import read_object
@@ -29,6 +29,8 @@ from conveyor.server.store.records import Stub, Workspace
 __all__ = ["MAX_TASKS_PER_CALL", "bind", "enqueue_batch", "enqueue_one", "parse_call"]
 
 _VERSION = re.compile(r"v(\d{1,9})")
+#: Enqueues on a queue whose latest version changed meanwhile are resolved again this often.
+STALE_ROUTE_TRIES = 3
 #: The prefix of idempotency keys sent on the public route.
 _PUBLIC_KEY_SCOPE = "public:"
 
@@ -76,7 +78,10 @@ async def public_stub(request: Request) -> Stub:
 
 
 async def _resolve(request: Request, workspace: Workspace, name: str, version: int | None) -> Stub:
-    stub = await gateway_state(request).store.resolve_stub(workspace.id, name, version)
+    cached = bool(getattr(request.state, "enqueues", False))
+    stub = await gateway_state(request).store.resolve_stub(
+        workspace.id, name, version, cached=cached
+    )
     if stub is None:
         what = f"queue {name!r}" if version is None else f"version v{version} of queue {name!r}"
         raise NotFound(f"unknown {what}")
@@ -140,9 +145,18 @@ async def _warned(state: GatewayState, stub: Stub, response: OrjsonResponse) -> 
 
 def bind(action: Action, resolver: StubResolver) -> Callable[[Request], Awaitable[Response]]:
     """A plain endpoint (see ``PlainRoute``) that resolves the stub with ``resolver`` and runs
-    ``action`` on it."""
+    ``action`` on it. An enqueue may resolve a queue's latest version from the store's recent
+    look-ups: its write re-checks the look-up, and a stale one is resolved again."""
+    enqueues = action is not warmup
 
     async def endpoint(request: Request) -> Response:
+        request.state.enqueues = enqueues
+        for _ in range(STALE_ROUTE_TRIES - 1):
+            try:
+                return await action(request, await resolver(request))
+            except StaleRoute:  # the store forgot that look-up: the next one reads it
+                continue
+        request.state.enqueues = False
         return await action(request, await resolver(request))
 
     endpoint.__name__ = f"{action.__name__}_{resolver.__name__}"

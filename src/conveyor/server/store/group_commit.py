@@ -11,6 +11,11 @@ enqueue costs the same however deep the queue. On PostgreSQL a call alone of one
 an idempotency key is one statement (``_ONE``: the count, the insert and the notification),
 so it costs one round trip instead of six (begin, lock, insert, count, notify, commit).
 
+A call marked ``latest`` addresses a queue's latest version through a stub looked up earlier
+(the store's route cache): its write refuses it with ``StaleRoute`` when that stub changed or a
+later version exists, checked in the same statement or transaction, so a cached look-up never
+sends a task to a version that was no longer the latest when the task was written.
+
 Each call still succeeds or fails on its own:
 a call over its pending limit or for a missing stub fails alone, and a call with idempotency
 keys runs inside a savepoint so that its keys roll back with it.
@@ -24,11 +29,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor import clock
-from conveyor.errors import NotFound, PendingLimitExceeded
+from conveyor.errors import NotFound, PendingLimitExceeded, StaleRoute
 from conveyor.server.store.base import IDEMPOTENCY_WINDOW_S
 from conveyor.server.store.driver import Driver, Tx
 from conveyor.server.store.events import event_to_json
@@ -41,10 +46,17 @@ _INSERT = (
 )
 
 
-#: One task, one statement (PostgreSQL): the stub's count goes up only while under the limit,
-#: the task is inserted only if it did, and the agents are notified only if it was.
+#: Of a stub row ``s``: a later version of its queue exists.
+_SUPERSEDED = (
+    "EXISTS (SELECT 1 FROM stubs n WHERE n.workspace_id = {s}.workspace_id"
+    " AND n.name = {s}.name AND n.version > {s}.version)"
+)
+#: One task, one statement (PostgreSQL): the stub's count goes up only while under the limit
+#: (and, for a ``latest`` call, while the stub is as looked up and still the latest), the task
+#: is inserted only if it did, and the agents are notified only if it was.
 _ONE = (
     "WITH up AS (UPDATE stubs SET in_flight = in_flight + 1 WHERE id = ? AND in_flight < ?"
+    " AND (? = 0 OR (updated_at = ? AND NOT " + _SUPERSEDED.format(s="stubs") + "))"
     " RETURNING id),"
     " ins AS (INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url,"
     " max_retries, timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at,"
@@ -62,6 +74,8 @@ class EnqueueCall:
     tasks: Sequence[NewTask]
     max_pending: int
     t: int
+    #: The stub came from a look-up of the queue's latest version (see the module docstring).
+    latest: bool = False
 
     def rows(self, ids: Sequence[str], create: Sequence[int]) -> list[tuple[Any, ...]]:
         config = self.stub.queue_config
@@ -80,7 +94,7 @@ class EnqueueCall:
 class _Call(EnqueueCall):
     """A waiting call of the group commit, and the future its caller awaits."""
 
-    done: asyncio.Future[list[str]]
+    done: asyncio.Future[list[str]] = field(kw_only=True)
 
 
 class Enqueuer:
@@ -96,9 +110,10 @@ class Enqueuer:
         self._writing: asyncio.Task[None] | None = None
 
     async def enqueue(
-        self, stub: Stub, tasks: Sequence[NewTask], max_pending: int, t: int
+        self, stub: Stub, tasks: Sequence[NewTask], max_pending: int, t: int, latest: bool
     ) -> list[str]:
-        call = _Call(stub, tasks, max_pending, t, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        call = _Call(stub, tasks, max_pending, t, latest, done=future)
         self._waiting.append(call)
         if self._writing is None:
             self._writing = asyncio.ensure_future(self._write_waiting())
@@ -114,10 +129,11 @@ class Enqueuer:
 
     async def _write_calls(self, calls: list[_Call]) -> None:
         try:
-            quick = len(calls) == 1 and len(calls[0].tasks) == 1
-            if quick and self._one is not None and calls[0].tasks[0].idempotency_key is None:
-                outcomes = [await self._write_one(self._one, calls[0])]
+            alone = await write_alone(self._driver, calls[0]) if len(calls) == 1 else None
+            if alone is not None:
+                outcomes = [alone]
             else:
+                quick = len(calls) == 1 and len(calls[0].tasks) == 1
                 outcomes = await self._driver.write(
                     lambda tx: write_calls(tx, calls, self._for_update), quick=quick
                 )
@@ -141,21 +157,31 @@ class Enqueuer:
                 call.done.set_result(outcome)
 
 
-    async def _write_one(self, sql: str, call: _Call) -> list[str] | Exception:
-        (row,) = call.rows([str(uuid.uuid4())], [0])
-        stub_id = call.stub.id
-        event = event_to_json(Event("enqueued", stub_id))
-        notified = await self._driver.statement(
-            sql, [stub_id, call.max_pending, *row[:2], *row[3:], event]
-        )
-        if notified:
-            return [row[0]]
-        found = await self._driver.read(
-            lambda tx: tx.execute("SELECT 1 FROM stubs WHERE id = ?", [stub_id])
-        )
-        if found:
-            return PendingLimitExceeded(call.max_pending)
-        return NotFound(f"stub {stub_id} not found")
+async def write_alone(driver: Driver, call: EnqueueCall) -> list[str] | Exception | None:
+    """A lone call of one task without an idempotency key, in one statement where the
+    dialect can notify inside one (PostgreSQL): its ids or its error; ``None`` where it
+    cannot be written so (then ``write_calls`` in a transaction)."""
+    notify = driver.dialect.notify
+    if notify is None or len(call.tasks) != 1 or call.tasks[0].idempotency_key is not None:
+        return None
+    (row,) = call.rows([str(uuid.uuid4())], [0])
+    stub = call.stub
+    event = event_to_json(Event("enqueued", stub.id))
+    notified = await driver.statement(
+        _ONE.format(notify=notify),
+        [stub.id, call.max_pending, int(call.latest), stub.updated_at, *row[:2], *row[3:],
+         event],
+    )
+    if notified:
+        return [row[0]]
+    found = await driver.read(lambda tx: tx.execute(
+        f"SELECT updated_at, {_SUPERSEDED.format(s='s')} FROM stubs s WHERE id = ?", [stub.id]
+    ))
+    if not found:
+        return NotFound(f"stub {stub.id} not found")
+    if call.latest and (int(found[0][0]) != stub.updated_at or found[0][1]):
+        return StaleRoute()
+    return PendingLimitExceeded(call.max_pending)
 
 
 async def write_calls(
@@ -167,11 +193,13 @@ async def write_calls(
     # Locks the stub rows (PostgreSQL), in one order for every writer, so their in-flight
     # counts cannot go stale and two gateways' batches cannot deadlock.
     found = await tx.execute(
-        f"SELECT id, in_flight FROM stubs WHERE id IN ({', '.join('?' * len(stub_ids))})"
-        f" ORDER BY id{for_update}",
+        f"SELECT id, in_flight, updated_at, {_SUPERSEDED.format(s='s')} FROM stubs s"
+        f" WHERE id IN ({', '.join('?' * len(stub_ids))}) ORDER BY id{for_update}",
         stub_ids,
     )
     in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
+    #: Of each stub: when it last changed, and whether a later version exists.
+    current: dict[str, tuple[int, bool]] = {row[0]: (int(row[2]), bool(row[3])) for row in found}
     added: dict[str, int] = {}
     outcomes: list[list[str] | Exception] = []
     rows: list[tuple[Any, ...]] = []
@@ -179,6 +207,9 @@ async def write_calls(
         stub_id = call.stub.id
         if stub_id not in in_flight:
             outcomes.append(NotFound(f"stub {stub_id} not found"))
+            continue
+        if call.latest and current[stub_id] != (call.stub.updated_at, False):
+            outcomes.append(StaleRoute())
             continue
         keyed = any(task.idempotency_key is not None for task in call.tasks)
         if keyed:

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conveyor import clock
-from conveyor.errors import NotFound, StoreError
+from conveyor.errors import NotFound, StaleRoute, StoreError
 from conveyor.server.store.agents import AgentsMixin
 from conveyor.server.store.attempts import AttemptsMixin
 from conveyor.server.store.base import CONTAINER_STALE_S, DEFAULT_MAX_OUTPUT_BYTES, Subscription
@@ -39,6 +39,7 @@ from conveyor.server.store.records import (
     Stub,
     StubType,
 )
+from conveyor.server.store.routes import RouteCache
 from conveyor.server.store.row_mapping import (
     STUB_COLS,
     canonical_id,
@@ -68,6 +69,7 @@ class SqlStore(
         self._skip_locked = d.skip_locked
         self._for_update = d.for_update
         self._enqueuer = Enqueuer(driver)
+        self.routes = RouteCache()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def open(self) -> None:
@@ -177,8 +179,15 @@ class SqlStore(
         return to_stub(rows[0]) if rows else None
 
     async def resolve_stub(
-        self, workspace_id: str, name: str, version: int | None = None
+        self, workspace_id: str, name: str, version: int | None = None, *, cached: bool = False
     ) -> Stub | None:
+        if cached and version is None:
+            kept = self.routes.get(workspace_id, name)
+            if kept is None:
+                kept = await self.resolve_stub(workspace_id, name)
+                if kept is not None:
+                    self.routes.keep(kept)
+            return kept
         sql = f"SELECT {STUB_COLS} FROM stubs WHERE workspace_id = ? AND name = ?"
         params: list[Any] = [workspace_id, name]
         if version is None:
@@ -220,7 +229,12 @@ class SqlStore(
     ) -> list[str]:
         if not tasks:
             return []
-        return await self._enqueuer.enqueue(stub, tasks, max_pending, now_us(now))
+        latest = self.routes.holds(stub)
+        try:
+            return await self._enqueuer.enqueue(stub, tasks, max_pending, now_us(now), latest)
+        except (StaleRoute, NotFound):
+            self.routes.forget(stub)
+            raise
 
     # -- containers --------------------------------------------------------------------------
     async def register_container(
