@@ -160,7 +160,7 @@ class _BlockingTx:
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         self._cur.execute(postgres.to_pyformat(sql), list(params))
-        return self._cur.fetchall() if self._cur.description is not None else []
+        return self._cur.fetchall() if postgres.returns_rows(self._cur) else []
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self._cur.executemany(postgres.to_pyformat(sql), rows)

@@ -89,7 +89,7 @@ class QueriesMixin:
         running tasks (exact, and as cheap for a deep queue as for an empty one)."""
         sql = _TASK_IN_ONE + (" AND t.workspace_id = ?" if workspace_id is not None else "")
         params = [stale, key] + ([workspace_id] if workspace_id is not None else [])
-        rows = await self.driver.read(lambda tx: tx.execute(sql, params))
+        rows = await self.driver.read(lambda tx: tx.execute(sql, params), quick=True)
         if not rows:
             return None
         row = rows[0]
