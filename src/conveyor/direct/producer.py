@@ -33,7 +33,7 @@ from conveyor.server.gateway.signing import KEYS_REFRESH_S, LinkKeys
 from conveyor.server.gateway.task_body import parse_batch, parse_call
 from conveyor.server.gateway.views import task_json
 from conveyor.server.store import sqlite_path
-from conveyor.server.store.driver import load_migrations
+from conveyor.server.store.driver import Row, load_migrations
 from conveyor.server.store.group_commit import EnqueueCall, write_alone, write_calls
 from conveyor.server.store.inline import (
     InlinePostgresDriver,
@@ -183,17 +183,32 @@ class Producer:
         async def body(tx: Any) -> list[list[str] | Exception]:
             return await write_calls(tx, [call], for_update)
 
+        notify = self._driver.dialect.notify
         if within is None:
-            alone = drive(write_alone(self._driver, call))  # one statement where it can
+            alone = drive(write_alone(notify, call, self._driver.statement))
             outcomes = [alone] if alone is not None else drive(self._driver.write(body))
         else:
             self._check_within(within)
-            outcomes = write_within(within, body)
+
+            async def run(sql: str, params: Sequence[Any]) -> list[Row]:
+                rows: list[Row] = write_within(within, lambda tx: tx.execute(sql, params))
+                return rows
+
+            alone = drive(write_alone(notify, call, run))  # one statement where it can
+            outcomes = [alone] if alone is not None else write_within(within, body)
         return self._outcome(stub, outcomes[0])
 
     async def _enqueue_async(self, stub: Stub, tasks: Sequence[NewTask], within: Any) -> list[str]:
         call = self._call(stub, tasks)
         self._check_within(within)
+
+        async def run(sql: str, params: Sequence[Any]) -> list[Row]:
+            rows: list[Row] = await write_within_async(within, lambda tx: tx.execute(sql, params))
+            return rows
+
+        alone = await write_alone(self._driver.dialect.notify, call, run)
+        if alone is not None:
+            return self._outcome(stub, alone)
         outcomes = await write_within_async(
             within, lambda tx: write_calls(tx, [call], self._driver.dialect.for_update)
         )

@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor import clock
 from conveyor.errors import NotFound, PendingLimitExceeded, StaleRoute
 from conveyor.server.store.base import IDEMPOTENCY_WINDOW_S
-from conveyor.server.store.driver import Driver, Tx
+from conveyor.server.store.driver import Driver, Row, Tx
 from conveyor.server.store.events import event_to_json
 from conveyor.server.store.records import Event, NewTask, Stub
 
@@ -50,6 +50,10 @@ _INSERT = (
 _SUPERSEDED = (
     "EXISTS (SELECT 1 FROM stubs n WHERE n.workspace_id = {s}.workspace_id"
     " AND n.name = {s}.name AND n.version > {s}.version)"
+)
+_LOCK_STUBS = (
+    "SELECT id, in_flight, updated_at, " + _SUPERSEDED.format(s="s") + " FROM stubs s"
+    " WHERE id IN ({marks}) ORDER BY id{for_update}"
 )
 #: One task, one statement (PostgreSQL): the stub's count goes up only while under the limit
 #: (and, for a ``latest`` call, while the stub is as looked up and still the latest), the task
@@ -129,7 +133,9 @@ class Enqueuer:
 
     async def _write_calls(self, calls: list[_Call]) -> None:
         try:
-            alone = await write_alone(self._driver, calls[0]) if len(calls) == 1 else None
+            alone = None if len(calls) > 1 else await write_alone(
+                self._driver.dialect.notify, calls[0], self._driver.statement
+            )
             if alone is not None:
                 outcomes = [alone]
             else:
@@ -157,26 +163,32 @@ class Enqueuer:
                 call.done.set_result(outcome)
 
 
-async def write_alone(driver: Driver, call: EnqueueCall) -> list[str] | Exception | None:
+#: Runs one statement and returns its rows: on a driver (``Driver.statement``: its own
+#: transaction) or inside a transaction the caller holds.
+Run = Callable[[str, Sequence[Any]], Awaitable[list[Row]]]
+
+
+async def write_alone(
+    notify: str | None, call: EnqueueCall, run: Run
+) -> list[str] | Exception | None:
     """A lone call of one task without an idempotency key, in one statement where the
-    dialect can notify inside one (PostgreSQL): its ids or its error; ``None`` where it
-    cannot be written so (then ``write_calls`` in a transaction)."""
-    notify = driver.dialect.notify
+    dialect can notify inside one (``notify``, PostgreSQL's): its ids or its error; ``None``
+    where it cannot be written so (then ``write_calls`` in a transaction)."""
     if notify is None or len(call.tasks) != 1 or call.tasks[0].idempotency_key is not None:
         return None
     (row,) = call.rows([str(uuid.uuid4())], [0])
     stub = call.stub
     event = event_to_json(Event("enqueued", stub.id))
-    notified = await driver.statement(
+    notified = await run(
         _ONE.format(notify=notify),
         [stub.id, call.max_pending, int(call.latest), stub.updated_at, *row[:2], *row[3:],
          event],
     )
     if notified:
         return [row[0]]
-    found = await driver.read(lambda tx: tx.execute(
+    found = await run(
         f"SELECT updated_at, {_SUPERSEDED.format(s='s')} FROM stubs s WHERE id = ?", [stub.id]
-    ))
+    )
     if not found:
         return NotFound(f"stub {stub.id} not found")
     if call.latest and (int(found[0][0]) != stub.updated_at or found[0][1]):
@@ -193,8 +205,7 @@ async def write_calls(
     # Locks the stub rows (PostgreSQL), in one order for every writer, so their in-flight
     # counts cannot go stale and two gateways' batches cannot deadlock.
     found = await tx.execute(
-        f"SELECT id, in_flight, updated_at, {_SUPERSEDED.format(s='s')} FROM stubs s"
-        f" WHERE id IN ({', '.join('?' * len(stub_ids))}) ORDER BY id{for_update}",
+        _LOCK_STUBS.format(marks=", ".join("?" * len(stub_ids)), for_update=for_update),
         stub_ids,
     )
     in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
