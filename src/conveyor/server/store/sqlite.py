@@ -7,7 +7,7 @@ coroutines for PostgreSQL, but against SQLite its ``await tx.…`` calls never s
 (``conveyor.direct``) runs them in its caller's thread. One hop per transaction keeps
 the event loop free and makes latency independent of how busy the loop is.
 
-A *quick* call (a status read, a queue look-up, one enqueue: tens of microseconds of SQLite)
+A *quick* call (a status read, a queue look-up, one enqueue, a claim: tens of µs of SQLite)
 runs on the event loop's own thread instead, because the hand-over to a thread and back costs
 several times more than the statement (about 150–200 µs of latency per hop, profiled). It does
 so only when it cannot wait: a quick write takes the writer connection only while the writer
