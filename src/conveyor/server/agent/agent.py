@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from conveyor.errors import StoreError
 from conveyor.server.agent.dispatcher import Dispatcher
@@ -55,13 +54,10 @@ class Agent:
         """Run until ``stop`` is set, then drain: no new claims, running tasks get
         ``drain_grace_s`` to finish, the rest go back to the queue."""
         subscription = self.store.subscribe()
-        loops = [asyncio.create_task(self._dispatch_loop())]
-        deliver_to = getattr(subscription, "deliver_to", None)
-        if callable(deliver_to):  # woken by the commit (or NOTIFY) itself, no task between
-            deliver_to(self._on_event)
-        else:
-            loops.append(asyncio.create_task(self._event_loop(subscription)))
-        loops += [
+        # Woken by the commit (or the NOTIFY) itself: no task switch in between.
+        subscription.deliver_to(self._on_event)
+        loops = [
+            asyncio.create_task(self._dispatch_loop()),
             asyncio.create_task(self.dispatcher.outcome_loop()),
         ]
         try:
@@ -184,13 +180,6 @@ class Agent:
                     self.kill_task(task_id)
 
     # -- events ----------------------------------------------------------------------------
-    async def _event_loop(self, subscription: Any) -> None:
-        while True:
-            async with survive("event handling", self.settings.poll_s):
-                event: Event | None = await subscription.get(timeout=None)
-                if event is not None:
-                    self.handle_event(event)
-
     def _on_event(self, event: Event) -> None:
         try:
             self.handle_event(event)

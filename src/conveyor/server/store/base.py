@@ -9,7 +9,7 @@ means the wall clock. Driver errors never escape: they become ``StoreError`` sub
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from conveyor.server.store.records import (
@@ -47,6 +47,10 @@ class Subscription(Protocol):
 
     async def get(self, timeout: float | None = None) -> Event | None:
         """Next event, or None after ``timeout`` seconds without one."""
+
+    def deliver_to(self, handler: Callable[[Event], None]) -> None:
+        """Hand every event to ``handler`` as it is published instead of queuing it for
+        ``get`` (``handler`` must not raise or block)."""
 
     def close(self) -> None: ...
 
