@@ -87,6 +87,25 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, pause: floa
         time.sleep(pause)
 
 
+def host_pid(pid: int, namespace: bytes | None) -> int:
+    """The pid on this machine of the process that saw itself as ``pid`` in the PID
+    namespace ``namespace`` (``readlink /proc/self/ns/pid``; ``None``: not namespaced)."""
+    if namespace is None:
+        return pid
+    wanted = namespace.decode()
+    for candidate in psutil.pids():
+        try:
+            if os.readlink(f"/proc/{candidate}/ns/pid") != wanted:
+                continue
+            status = Path(f"/proc/{candidate}/status").read_text()
+        except OSError:
+            continue
+        ns_pids = next(line for line in status.splitlines() if line.startswith("NSpid:"))
+        if int(ns_pids.split()[-1]) == pid:
+            return candidate
+    raise RuntimeError(f"no process is pid {pid} in {wanted}")
+
+
 def pid_gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

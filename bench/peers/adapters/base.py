@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.peers.harness import MARKERS, PROCS, pid_gone, wait_until
+from bench.peers.harness import MARKERS, PROCS, host_pid, pid_gone, wait_until
 
 SLEEP_S = 30.0  # how long the cancel workload's task would run if nobody cancelled it
 
@@ -124,7 +124,7 @@ class Adapter(abc.ABC):
     def cancel_by_pid(self, key: str, cancel: Any) -> float:
         """Wait for the sleeper's pid, call ``cancel()``, time until that process is gone."""
         wait_until(lambda: MARKERS.get(f"pid:{key}") is not None, 60, f"{self.name} sleeper")
-        pid = int(MARKERS.get(f"pid:{key}") or 0)
+        pid = host_pid(int(MARKERS.get(f"pid:{key}") or 0), MARKERS.get(f"ns:{key}"))
         began = time.perf_counter()
         cancel()
         wait_until(lambda: pid_gone(pid), 30, f"{self.name} cancel")

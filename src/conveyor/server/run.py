@@ -294,7 +294,9 @@ async def _run_together(
     stopping = asyncio.ensure_future(stop.wait())
     done, _ = await asyncio.wait([stopping, serving, *others], return_when=asyncio.FIRST_COMPLETED)
     stop.set()
-    ended = [job for job in (serving, *others) if job in done]
+    # A part that returned because stop was asked for in the same moment ended as asked.
+    ended = [job for job in (serving, *others) if job in done
+             and not (stopping in done and not job.cancelled() and job.exception() is None)]
     for job in ended:  # a gateway without its agent (or the reverse) must not go on quietly
         error = None if job.cancelled() else job.exception()
         log.critical("a part of this process ended unexpectedly", exc_info=error)
