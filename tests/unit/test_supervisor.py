@@ -217,3 +217,49 @@ async def test_memory_limit_kills_the_process_over_it_and_records_a_crash(
     [outcome] = rig.outcomes
     assert (outcome.task_id, outcome.status, outcome.retryable) == ("big", TaskStatus.FAILED, True)
     assert outcome.error is not None and "memory limit of 64 MiB" in outcome.error
+
+
+async def test_a_poke_during_a_short_claim_is_not_lost(tmp_path: Path) -> None:
+    """An enqueue that commits while the dispatcher's claim is in flight pokes the stub; the
+    claim then comes back short (it read before that commit), and the stub must still be
+    marked as having work, or its task waits for the next poll tick."""
+    from conveyor.server.agent.dispatcher import Dispatcher
+
+    rig = Rig(tmp_path, workers=1)
+    await rig.scale_for(1, now=0.0)
+    assert rig.live() and all(p.state is ProcessState.IDLE for p in rig.live())
+    in_flight = asyncio.Event()
+    poked = asyncio.Event()
+
+    async def claim(*args: Any, **kwargs: Any) -> list[TaskRecord]:
+        in_flight.set()
+        await poked.wait()  # the enqueue commits meanwhile
+        return []
+
+    rig.store.claim = claim  # type: ignore[attr-defined]
+    dispatcher = Dispatcher(cast(Store, rig.store), AgentSettings(stub_types=()),
+                            {STUB.id: rig.runtime}, wake=lambda runtime: None)
+    rig.runtime.maybe_work = True
+    dispatching = asyncio.create_task(dispatcher.dispatch(1.0))
+    await in_flight.wait()
+    rig.runtime.maybe_work = True  # what the agent's poke does
+    poked.set()
+    assert await dispatching == 0
+    assert rig.runtime.maybe_work
+
+
+async def test_a_short_claim_without_a_poke_clears_the_stubs_work(tmp_path: Path) -> None:
+    from conveyor.server.agent.dispatcher import Dispatcher
+
+    rig = Rig(tmp_path, workers=1)
+    await rig.scale_for(1, now=0.0)
+
+    async def claim(*args: Any, **kwargs: Any) -> list[TaskRecord]:
+        return []
+
+    rig.store.claim = claim  # type: ignore[attr-defined]
+    dispatcher = Dispatcher(cast(Store, rig.store), AgentSettings(stub_types=()),
+                            {STUB.id: rig.runtime}, wake=lambda runtime: None)
+    rig.runtime.maybe_work = True
+    assert await dispatcher.dispatch(1.0) == 0
+    assert not rig.runtime.maybe_work

@@ -81,6 +81,10 @@ class Dispatcher:
                 self.feed(container, now)
             if not runtime.maybe_work:
                 continue
+            # Cleared before the claims, not after: an enqueue that commits while a claim is
+            # in flight pokes the stub again, and that poke must not be lost (else its task
+            # waits for the next poll tick).
+            runtime.maybe_work = False
             for container in containers:
                 want = self._wanted(runtime, container)
                 if want <= 0 or not container.processes:
@@ -96,8 +100,9 @@ class Dispatcher:
                 container.backlog.extend(tasks)
                 self.feed(container, now)
                 if len(tasks) < want:
-                    runtime.maybe_work = False
-                    break
+                    break  # the queue is empty for now
+            else:
+                runtime.maybe_work = True  # no claim came back short: there may be more
         return claimed
 
     def _wanted(self, runtime: StubRuntime, container: Container) -> int:
