@@ -34,7 +34,7 @@ lint: install
 test: lint
 	$(BIN)/pytest -q
 
-# The fault-injection suite alone (tests/faults/, about 10 minutes; see docs/reliability.md).
+# The fault-injection suite alone (tests/faults/, about 6–10 minutes; see docs/reliability.md).
 faults: install
 	$(BIN)/pytest -q -m faults -rA
 

@@ -276,36 +276,24 @@ class PostgresDriver:
         self._holding = asyncio.create_task(self._hold(replacing=held))
 
     async def write(self, fn: Callable[[Any], Awaitable[T]], *, quick: bool = False) -> T:
-        for attempt in range(CONFLICT_RETRIES):
-            try:
-                connection = self._quick() if quick else self._connection()
-                async with connection as conn, conn.transaction(), conn.cursor() as cur:
-                    tx = PgTx(cur)
-                    result = await fn(tx)
-                    if tx.events:
-                        await cur.execute(NOTIFY, notify_params(tx.events))
-                return result
-            except TRANSIENT as exc:
-                if attempt == CONFLICT_RETRIES - 1:
-                    raise translate(exc) from exc
-                await asyncio.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
-            except (psycopg.Error, PoolTimeout) as exc:
-                raise translate(exc) from exc
-        raise AssertionError("unreachable")
+        async def once() -> T:
+            connection = self._quick() if quick else self._connection()
+            async with connection as conn, conn.transaction(), conn.cursor() as cur:
+                tx = PgTx(cur)
+                result = await fn(tx)
+                if tx.events:
+                    await cur.execute(NOTIFY, notify_params(tx.events))
+            return result
+
+        return await _retried(once)
 
     async def statement(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        for attempt in range(CONFLICT_RETRIES):
-            try:
-                async with self._quick() as conn:  # autocommit: the statement commits
-                    cur = await conn.execute(to_pyformat(sql), list(params))
-                    return await cur.fetchall() if returns_rows(cur) else []
-            except TRANSIENT as exc:
-                if attempt == CONFLICT_RETRIES - 1:
-                    raise translate(exc) from exc
-                await asyncio.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
-            except (psycopg.Error, PoolTimeout) as exc:
-                raise translate(exc) from exc
-        raise AssertionError("unreachable")
+        async def once() -> list[Row]:
+            async with self._quick() as conn:  # autocommit: the statement commits
+                cur = await conn.execute(to_pyformat(sql), list(params))
+                return await cur.fetchall() if returns_rows(cur) else []
+
+        return await _retried(once)
 
     async def read(self, fn: Callable[[Any], Awaitable[T]], *, quick: bool = False) -> T:
         try:
@@ -317,3 +305,18 @@ class PostgresDriver:
 
     def subscribe(self) -> Subscription:
         return self._broadcaster.subscribe()
+
+
+async def _retried(once: Callable[[], Awaitable[T]]) -> T:
+    """``once()``, again after a deadlock or serialization failure (with a short random
+    pause), ``CONFLICT_RETRIES`` times at most; driver errors become store errors."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return await once()
+        except TRANSIENT as exc:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise translate(exc) from exc
+            await asyncio.sleep(random.uniform(0.001, 0.02) * (attempt + 1))
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise translate(exc) from exc
+    raise AssertionError("unreachable")
