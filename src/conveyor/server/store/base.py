@@ -14,9 +14,14 @@ from typing import Any, Protocol
 
 from conveyor.server.store.records import (
     AgentInfo,
+    AttemptInfo,
     Callback,
     CancelResult,
     Event,
+    LogLimits,
+    LogLine,
+    LogPage,
+    LogStream,
     NewTask,
     Outcome,
     OutputInfo,
@@ -218,6 +223,39 @@ class Store(Protocol):
 
     async def stub_loads(self, stub_ids: Sequence[str], now: float | None = None) -> list[StubLoad]:
         """Runnable and running counts per stub, for the autoscaler."""
+
+    # -- seeing into a task (DESIGN A8) ---------------------------------------------------------
+    async def task_input(self, task_id: str, workspace_id: str) -> str | None:
+        """The task's input, JSON text ``{"args": [...], "kwargs": {...}}``; None for unknown,
+        malformed or foreign ids."""
+
+    async def task_attempts(self, task_id: str, workspace_id: str) -> list[AttemptInfo] | None:
+        """Every attempt of the task, oldest first: the ended ones as recorded, then the one
+        running (``outcome`` None); None for unknown, malformed or foreign ids."""
+
+    async def append_logs(
+        self,
+        lines: Sequence[LogLine],
+        limits: LogLimits,
+        closing: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """Keep ``lines`` (in order) within each task's ``limits``; count the rest as dropped.
+        For each ``(task_id, attempt)`` in ``closing`` (that attempt has ended) whose task
+        dropped lines not yet told, add the marker line ``[conveyor: N more lines dropped]``.
+        Emits one ``logs`` event per task written to."""
+
+    async def task_logs(
+        self,
+        task_id: str,
+        workspace_id: str,
+        *,
+        attempt: int | None = None,
+        stream: LogStream | None = None,
+        cursor: str | None = None,
+        limit: int = 1000,
+    ) -> LogPage | None:
+        """The task's kept lines after ``cursor``, oldest first; None for unknown, malformed or
+        foreign ids. A malformed cursor raises ``ValueError``."""
 
     # -- containers ----------------------------------------------------------------------------
     async def register_container(

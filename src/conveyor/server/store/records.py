@@ -147,6 +147,81 @@ class Outcome:
     error: str | None = None
     retryable: bool = False
     outputs: Sequence[tuple[str, bytes]] = ()
+    #: Set when the attempt's process died (crash, kill, out of memory): its attempt row says
+    #: ``CRASHED`` with this exit.
+    exit: ProcessExit | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessExit:
+    """How a worker process ended: an exit code, or the name of the signal that killed it."""
+
+    code: int | None = None
+    signal: str | None = None
+
+
+#: How an attempt ended (DESIGN A8); None while it runs. ``CRASHED``: its process died;
+#: ``LOST``: its lease ran out (the agent is gone).
+AttemptOutcome = Literal["COMPLETE", "FAILED", "RETRY", "TIMEOUT", "CANCELLED", "CRASHED", "LOST"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptInfo:
+    """One attempt of a task, as ``GET /v2/task/{id}/attempts`` shows it."""
+
+    attempt: int
+    container_id: str
+    started_at: int
+    ended_at: int | None
+    outcome: AttemptOutcome | None
+    #: JSON text of a ``conveyor.error_info.ErrorInfo``, or None.
+    error: str | None
+    exit: ProcessExit | None
+
+
+LogStream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """A line a task's process wrote, as an agent hands it to the store."""
+
+    task_id: str
+    attempt: int
+    stream: LogStream
+    #: When the agent's runner read it (microseconds).
+    at: int
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLogLine:
+    """A kept line of a task; ``id`` orders a task's lines and is the cursor after it."""
+
+    id: int
+    attempt: int
+    stream: LogStream
+    at: int
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogLimits:
+    """What one task keeps of its lines (DESIGN A8); past either, one marker line per attempt
+    ``[conveyor: N more lines dropped]`` and nothing else."""
+
+    max_lines: int = 20_000
+    max_bytes: int = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    lines: Sequence[StoredLogLine]
+    #: The cursor after the last line returned (the given one when none was); None once the
+    #: task is terminal and no line is left after this page.
+    next_cursor: str | None
+    #: The task's status when the page was read.
+    status: TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,14 +318,15 @@ class Revoked:
     sessions: int
 
 
-EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed"]
+EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed", "logs"]
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
     """A change notification. ``task``: a task's status changed; ``enqueued``: new runnable work
     for ``stub_id``; ``cancel``: a RUNNING task was cancelled and its process must be killed;
-    ``warmup``: start a container for ``stub_id`` without a task; ``changed``: another process
+    ``warmup``: start a container for ``stub_id`` without a task; ``logs``: lines of ``task_id``
+    were stored; ``changed``: another process
     wrote to an SQLite store (whose events do not cross processes) — re-read what you watch."""
 
     kind: EventKind
