@@ -5,6 +5,7 @@ stored (the ping interval is 15 s, so a line within seconds was pushed), resumed
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from typing import Any, cast
 import httpx
 import orjson
 
+from conveyor.sdk.async_client import AsyncClient
 from conveyor.server.app import server_app
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.store.base import Store
@@ -239,3 +241,68 @@ async def test_log_streams_count_against_the_workspaces_streams(
                         break
                     assert again.status_code == 429
                 await asyncio.sleep(0.1)
+
+
+class CuttingProxy:
+    """A TCP proxy in front of the gateway whose ``cut`` drops every open connection, as a
+    network failure would."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._port)
+        self._writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[str]:
+        server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        async with server:
+            yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+            self.cut()
+
+
+async def test_the_client_follows_across_a_dropped_connection(
+    store: Store, alice: Tenant
+) -> None:
+    async with gateway(store) as http:
+        task = await running_task(http, store, alice)
+        proxy = CuttingProxy(http.base_url.port or 80)
+        got: list[str] = []
+
+        async def follow(url: str) -> None:
+            async with AsyncClient(url, alice.token) as client:
+                async for item in client.follow_logs(task.id):
+                    got.append(item["line"])
+
+        async def until(n: int) -> None:
+            async with asyncio.timeout(10):
+                while len(got) < n:
+                    await asyncio.sleep(0.02)
+
+        async with proxy.serving() as url:
+            following = asyncio.create_task(follow(url))
+            await append(store, task, ("stdout", "a"), ("stdout", "b"))
+            await until(2)
+            proxy.cut()
+            await append(store, task, ("stderr", "c"))  # while the client reconnects
+            await until(3)
+            proxy.cut()
+            await append(store, task, ("stdout", "d"))
+            await finish(store, task)
+            await asyncio.wait_for(following, 10)
+        assert got == ["a", "b", "c", "d"]

@@ -161,21 +161,12 @@ class AsyncClient(ClientBase):
         last line received."""
         follower = LogFollower(task_id, cursor)
         while not follower.ended:
-            call = follower.call()
             failure = None
             try:
-                with self._reaching():
-                    async with self._http.stream(
-                        call.method, call.path, headers=call.headers,
-                        timeout=httpx.Timeout(self.timeout, read=None),
-                    ) as response:
-                        if not response.is_success:
-                            await response.aread()
-                            raise http_error(response)
-                        async for line in response.aiter_lines():
-                            item = follower.feed(line)
-                            if item is not None:
-                                yield item
+                async for line in self._event_lines(follower.call()):
+                    item = follower.feed(line)
+                    if item is not None:
+                        yield item
             except ConnectionFailed as exc:
                 failure = exc
             if not follower.ended:
@@ -202,19 +193,24 @@ class AsyncClient(ClientBase):
 
     async def subscribe(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """Task JSON at each status change, ending after the terminal one."""
-        call = subscribe_call(task_id)
         decoder = SseDecoder()
+        async for line in self._event_lines(subscribe_call(task_id)):
+            task = decoder.feed(line)
+            if task is not None:
+                yield task
+
+    async def _event_lines(self, call: Call) -> AsyncIterator[str]:
+        """The lines of an event stream; ``HTTPError`` if the gateway refuses it."""
         with self._reaching():
             async with self._http.stream(
-                call.method, call.path, timeout=httpx.Timeout(self.timeout, read=None)
+                call.method, call.path, headers=call.headers,
+                timeout=httpx.Timeout(self.timeout, read=None),
             ) as response:
                 if not response.is_success:
                     await response.aread()
                     raise http_error(response)
                 async for line in response.aiter_lines():
-                    task = decoder.feed(line)
-                    if task is not None:
-                        yield task
+                    yield line
 
     async def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The task once terminal; ``WaitTimeout`` after ``timeout`` seconds."""

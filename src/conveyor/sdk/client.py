@@ -176,20 +176,12 @@ class Client(ClientBase):
         last line received."""
         follower = LogFollower(task_id, cursor)
         while not follower.ended:
-            call = follower.call()
             failure = None
             try:
-                with self._reaching(), self._http.stream(
-                    call.method, call.path, headers=call.headers,
-                    timeout=httpx.Timeout(self.timeout, read=None),
-                ) as response:
-                    if not response.is_success:
-                        response.read()
-                        raise http_error(response)
-                    for line in response.iter_lines():
-                        item = follower.feed(line)
-                        if item is not None:
-                            yield item
+                for line in self._event_lines(follower.call(), read_timeout=None):
+                    item = follower.feed(line)
+                    if item is not None:
+                        yield item
             except ConnectionFailed as exc:
                 failure = exc
             if not follower.ended:
@@ -214,18 +206,22 @@ class Client(ClientBase):
 
     def subscribe(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Task JSON at each status change; ``timeout`` bounds each wait for the next line."""
-        call = subscribe_call(task_id)
         decoder = SseDecoder()
+        for line in self._event_lines(subscribe_call(task_id), read_timeout=timeout):
+            task = decoder.feed(line)
+            if task is not None:
+                yield task
+
+    def _event_lines(self, call: Call, read_timeout: float | None) -> Iterator[str]:
+        """The lines of an event stream; ``HTTPError`` if the gateway refuses it."""
         with self._reaching(), self._http.stream(
-            call.method, call.path, timeout=httpx.Timeout(self.timeout, read=timeout)
+            call.method, call.path, headers=call.headers,
+            timeout=httpx.Timeout(self.timeout, read=read_timeout),
         ) as response:
             if not response.is_success:
                 response.read()
                 raise http_error(response)
-            for line in response.iter_lines():
-                task = decoder.feed(line)
-                if task is not None:
-                    yield task
+            yield from response.iter_lines()
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The task once terminal; ``WaitTimeout`` after ``timeout`` seconds."""
