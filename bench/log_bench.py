@@ -18,8 +18,8 @@ from pathlib import Path
 
 import orjson
 import psycopg
-
 from bench.exec_bench import PG_ADMIN, make_stub
+
 from conveyor.queue_config import AutoscalerConfig
 from conveyor.server.agent.agent import Agent
 from conveyor.server.agent.sandbox import unavailable
