@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.server.dashboard.render import duration
 from tests.browser.conftest import SCREENSHOTS, Server, badge_is, screenshot
 
 LINES = "els => els.map(e => e.textContent)"
@@ -95,3 +96,11 @@ def test_tasks_list_shows_each_tasks_duration(page: Any, server: Server) -> None
     assert 1.2 <= seconds < 10  # started_at to ended_at, as "1.2 s"
     assert page.inner_text(f"tr[data-task-id='{waiting}'] [data-field=duration]") == ""
     server.cancel(waiting)
+
+    # The page's script (live rows) formats as the server does.
+    values = [None, 0.0004, 0.35, 0.9996, 1.2, 1.25, 59.94, 59.96, 184.2, 3599.6, 7500.0]
+    assert [duration(v) for v in values] == [
+        "", "0 ms", "350 ms", "1.0 s", "1.2 s", "1.3 s", "59.9 s", "1 min 0 s", "3 min 4 s",
+        "1 h 0 min", "2 h 5 min",
+    ]
+    assert page.evaluate("values => values.map(duration)", values) == [duration(v) for v in values]
