@@ -56,4 +56,5 @@ LONG_NAME = "thumbnails-for-the-marketing-site-image-pipeline-europe-west-primar
 @task_queue(name=LONG_NAME, timeout=60, keep_warm_seconds=120)
 def long_named(seconds: float = 0.0) -> str:
     time.sleep(seconds)
+    print("y" * 400)  # one long unbroken log line: it wraps inside the log panel
     return "x" * 400  # one long unbroken result line
