@@ -3,27 +3,32 @@ and nothing of the other workspace in any answer."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from conveyor.clock import to_us
 from conveyor.server.store.base import Store
-from conveyor.server.store.records import TaskFilter
+from conveyor.server.store.records import LogLimits, LogLine, TaskFilter
 from tests.gateway.conftest import Tenant, deploy, finish, start
 
 NO_TOKEN: dict[str, str] = {}
 
 
 async def _alices_task(store: Store, http: httpx.AsyncClient, alice: Tenant) -> tuple[str, str]:
-    """A COMPLETE task of alice with a result and an output; returns (task id, stub id)."""
+    """A COMPLETE task of alice with a result, an output and a log line; returns (task id, stub
+    id)."""
     stub = await deploy(store, alice, "secret-queue")
     response = await http.post("/taskqueue/secret-queue", json={"x": "alice-data"},
                                headers=alice.auth)
     task_id: str = response.json()["task_id"]
-    await finish(store, await start(store, stub), result='"alice-result"',
-                 outputs=[("alice.txt", b"alice-bytes")])
+    record = await start(store, stub)
+    line = LogLine(record.id, record.attempt, "stdout", to_us(time.time()), "alice-line")
+    await store.append_logs([line], LogLimits())
+    await finish(store, record, result='"alice-result"', outputs=[("alice.txt", b"alice-bytes")])
     return task_id, stub.id
 
 
@@ -33,6 +38,11 @@ def _routes(task_id: str, stub_id: str) -> list[tuple[str, str, dict[str, object
         ("GET", f"/v2/task/{task_id}", None),
         ("GET", f"/v2/task/{task_id}/", None),
         ("GET", f"/v2/task/{task_id}/subscribe", None),
+        ("GET", f"/v2/task/{task_id}/input", None),
+        ("GET", f"/v2/task/{task_id}/attempts", None),
+        ("GET", f"/v2/task/{task_id}/logs", None),
+        ("GET", f"/v2/task/{task_id}/logs?stream=stdout&attempt=1&limit=5", None),
+        ("GET", f"/v2/task/{task_id}/logs/stream", None),
         ("GET", "/v2/task/", None),
         ("GET", f"/v2/task/?stub_id={stub_id}", None),
         ("GET", "/v2/task/?queue=secret-queue&status=COMPLETE", None),

@@ -144,8 +144,8 @@ def count_line(shown: int, more: bool) -> Text:
     return line
 
 
-def task_panel(task: Mapping[str, Any]) -> Panel:
-    """Every field of the task: times, container, attempts, result, error, outputs."""
+def task_panel(task: Mapping[str, Any], inputs: Mapping[str, Any] | None = None) -> Panel:
+    """Every field of the task: times, container, attempts, input, result, error."""
     fields = Table.grid(padding=(0, 2))
     fields.add_column(style="bold", no_wrap=True)
     fields.add_column(overflow="fold")
@@ -159,11 +159,15 @@ def task_panel(task: Mapping[str, Any]) -> Panel:
     fields.add_row("attempts", str(task.get("attempts")))
     for name in ("created_at", "started_at", "ended_at", "updated_at"):
         fields.add_row(name.removesuffix("_at"), task.get(name) or "-")
+    duration = task.get("duration_s")
+    fields.add_row("duration", "-" if duration is None else f"{duration:.3f} s")
     fields.add_row(
         "queue now",
         f"depth {stats.get('queue_depth')}, live containers {stats.get('active_containers')}",
     )
     parts: list[RenderableType] = [fields]
+    if inputs is not None:
+        parts += [Text("\ninput", style="bold"), JSON.from_data(inputs)]
     if task.get("result") is not None:
         parts += [Text("\nresult", style="bold"), JSON.from_data(task["result"])]
     error = task.get("error")
@@ -175,16 +179,91 @@ def task_panel(task: Mapping[str, Any]) -> Panel:
     return Panel(Group(*parts), title=f"task {task['id']}", title_align="left", expand=False)
 
 
-def print_task(console: Console, task: Mapping[str, Any]) -> None:
-    """The panel, then each output's URL on a line of its own below it: inside the box, a
-    long URL would be folded across its borders and could not be copied whole."""
-    console.print(task_panel(task))
+def print_task(
+    console: Console,
+    task: Mapping[str, Any],
+    inputs: Mapping[str, Any] | None = None,
+    attempts: Sequence[Mapping[str, Any]] = (),
+    log_tail: Sequence[Mapping[str, Any]] = (),
+) -> None:
+    """The panel (with the task's ``inputs``), its attempts, the last lines of its log, then
+    each output's URL on a line of its own: inside the box, a long URL would be folded across
+    its borders and could not be copied whole."""
+    console.print(task_panel(task, inputs))
+    if attempts:
+        console.print(Text("attempts", style="bold"))
+        console.print(attempt_table(attempts))
+    if log_tail:
+        console.print(Text(f"log (last {len(log_tail)} lines)", style="bold"))
+        printer = LogPrinter(console)
+        for line in log_tail:
+            printer.print(line)
     outputs = task.get("outputs") or []
     if outputs:
         console.print(Text("outputs", style="bold"))
     for output in outputs:
         link = Text(output["name"], style=f"link {output['url']}")
         console.print(Text.assemble("  ", link, "  ", output["url"]), soft_wrap=True)
+
+
+def attempt_table(attempts: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    table.add_column("attempt", justify="right", no_wrap=True)
+    table.add_column("container", overflow="fold")
+    table.add_column("started", no_wrap=True)
+    table.add_column("ended", no_wrap=True)
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    table.add_column("exit", no_wrap=True)
+    for attempt in attempts:
+        started = attempt.get("started_at")
+        error = attempt.get("error") or {}
+        outcome = attempt.get("outcome")
+        table.add_row(
+            str(attempt["attempt"]),
+            attempt.get("container_id") or "-",
+            short_time(started),
+            short_time(attempt.get("ended_at"), started),
+            status_text(outcome) if outcome else Text("running", style="cyan"),
+            error.get("type") or "-",
+            _exit_text(attempt.get("exit")),
+        )
+    return table
+
+
+def _exit_text(exit: Mapping[str, Any] | None) -> str:
+    if not exit:
+        return "-"
+    return str(exit.get("signal") or f"code {exit.get('code')}")
+
+
+class LogPrinter:
+    """Prints a task's log lines on stdout: as text (stderr lines after ``[stderr]``, red on a
+    terminal; ``[attempt N]`` where another attempt's lines begin) or as JSON, one object a
+    line. In a pipe the text is the lines as written, with no colour."""
+
+    def __init__(self, console: Console, as_json: bool = False) -> None:
+        self._console = console
+        self._as_json = as_json
+        self._attempt: int | None = None
+
+    def print(self, item: Mapping[str, Any]) -> None:
+        if self._as_json:
+            self._write(orjson.dumps(item).decode())
+            return
+        attempt = item.get("attempt")
+        if self._attempt is not None and attempt != self._attempt:
+            self._write(f"[attempt {attempt}]", "dim")
+        self._attempt = attempt
+        prefix = "[stderr] " if item.get("stream") == "stderr" else ""
+        self._write(prefix, "red", str(item.get("line", "")))
+
+    def _write(self, head: str, style: str = "", tail: str = "") -> None:
+        if self._console.is_terminal:
+            self._console.print(Text.assemble((head, style), tail), soft_wrap=True)
+        else:
+            self._console.file.write(f"{head}{tail}\n")
+            self._console.file.flush()
 
 
 def queue_table(queues: Sequence[Mapping[str, Any]]) -> Table:

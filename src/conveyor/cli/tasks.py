@@ -1,4 +1,4 @@
-"""``conveyor put`` and ``conveyor task list|get|stop|wait``: tasks, through a gateway."""
+"""``conveyor put`` and ``conveyor task list|get|logs|stop|wait``: tasks, through a gateway."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import orjson
 import typer
 
 from conveyor.cli import render
+from conveyor.cli.logs import log_tail, logs_cmd
 from conveyor.cli.options import (
     ListFormat,
     ListFormatOpt,
@@ -164,16 +165,23 @@ def task_get(
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Show one task: every field, its result or error with traceback, outputs, attempts.
+    """Show one task: every field, its input, result or error with traceback, outputs, each
+    attempt, and the last lines of its log.
 
     Example: conveyor task get 0b6c0c1e-4d1c-4c29-9a7e-1f2d1f0b7a55 --format json
     """
     with reported(), connect(url, token) as client:
         task = client.task(task_id)
-    if output is TaskFormat.json:
-        render.print_json(task)
-    else:
-        render.print_task(out, task)
+        if output is TaskFormat.json:
+            render.print_json(task)
+            return
+        inputs = client.task_input(task_id)
+        attempts = client.task_attempts(task_id)
+        tail = log_tail(client, task_id)
+    render.print_task(out, task, inputs, attempts, tail)
+
+
+task_app.command("logs")(logs_cmd)
 
 
 @task_app.command("stop")

@@ -22,16 +22,21 @@ from conveyor.sdk.calls import (
     DEFAULT_TIMEOUT_S,
     Call,
     ClientBase,
+    LogFilters,
+    LogFollower,
     SseDecoder,
     TaskFilters,
     TaskHandle,
+    attempts_call,
     batch_call,
     cancel_call,
     decode,
     deploy_files,
     finished,
     http_error,
+    input_call,
     key_of,
+    logs_call,
     outcome,
     poll_intervals,
     polls_instead,
@@ -132,6 +137,41 @@ class AsyncClient(ClientBase):
         answer: dict[str, list[str]] = await self.send(call)
         return answer
 
+    async def task_input(self, task_id: str) -> dict[str, Any]:
+        """``{"args": [...], "kwargs": {...}}``: what the task's handler is called with."""
+        answer: dict[str, Any] = await self.send(input_call(task_id))
+        return answer
+
+    async def task_attempts(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's attempts, oldest first."""
+        answer: list[dict[str, Any]] = (await self.send(attempts_call(task_id)))["data"]
+        return answer
+
+    async def task_logs(self, task_id: str, **filters: Unpack[LogFilters]) -> dict[str, Any]:
+        """``{"data": [line, ...], "next_cursor": …}``: a page of the task's lines, oldest
+        first; pass ``next_cursor`` as ``cursor`` for the next page."""
+        answer: dict[str, Any] = await self.send(logs_call(task_id, filters))
+        return answer
+
+    async def follow_logs(
+        self, task_id: str, cursor: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Each line of the task after ``cursor``, as it is stored, until the task has ended
+        and its last line is sent. A dropped connection is opened again and resumes after the
+        last line received."""
+        follower = LogFollower(task_id, cursor)
+        while not follower.ended:
+            failure = None
+            try:
+                async for line in self._event_lines(follower.call()):
+                    item = follower.feed(line)
+                    if item is not None:
+                        yield item
+            except ConnectionFailed as exc:
+                failure = exc
+            if not follower.ended:
+                await asyncio.sleep(follower.pause(failure))
+
     async def queues(self) -> list[dict[str, Any]]:
         """Queues of the workspace with versions, depth, containers and counts per status."""
         answer: list[dict[str, Any]] = (await self.send(queues_call()))["data"]
@@ -153,19 +193,24 @@ class AsyncClient(ClientBase):
 
     async def subscribe(self, task_id: str) -> AsyncIterator[dict[str, Any]]:
         """Task JSON at each status change, ending after the terminal one."""
-        call = subscribe_call(task_id)
         decoder = SseDecoder()
+        async for line in self._event_lines(subscribe_call(task_id)):
+            task = decoder.feed(line)
+            if task is not None:
+                yield task
+
+    async def _event_lines(self, call: Call) -> AsyncIterator[str]:
+        """The lines of an event stream; ``HTTPError`` if the gateway refuses it."""
         with self._reaching():
             async with self._http.stream(
-                call.method, call.path, timeout=httpx.Timeout(self.timeout, read=None)
+                call.method, call.path, headers=call.headers,
+                timeout=httpx.Timeout(self.timeout, read=None),
             ) as response:
                 if not response.is_success:
                     await response.aread()
                     raise http_error(response)
                 async for line in response.aiter_lines():
-                    task = decoder.feed(line)
-                    if task is not None:
-                        yield task
+                    yield line
 
     async def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The task once terminal; ``WaitTimeout`` after ``timeout`` seconds."""

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT_S = 30.0
 #: Polling intervals when no event stream is available: start fast, back off to the cap.
 POLL_START_S, POLL_CAP_S = 0.1, 2.0
+#: Longest pause before a dropped log stream is opened again.
+RETRY_CAP_S = 2.0
 
 
 def with_scheme(url: str) -> str:
@@ -109,6 +111,28 @@ def tasks_call(filters: TaskFilters) -> Call:
     return Call("GET", "/v2/task/", params=params)
 
 
+def input_call(task_id: str) -> Call:
+    return Call("GET", f"/v2/task/{quote(task_id, safe='')}/input")
+
+
+def attempts_call(task_id: str) -> Call:
+    return Call("GET", f"/v2/task/{quote(task_id, safe='')}/attempts")
+
+
+class LogFilters(TypedDict, total=False):
+    """Filters of ``task_logs()``."""
+
+    attempt: int
+    stream: str
+    cursor: str
+    limit: int
+
+
+def logs_call(task_id: str, filters: LogFilters) -> Call:
+    params = {name: str(value) for name, value in filters.items() if value is not None}
+    return Call("GET", f"/v2/task/{quote(task_id, safe='')}/logs", params=params)
+
+
 def cancel_call(task_ids: str | Iterable[str]) -> Call:
     ids = [task_ids] if isinstance(task_ids, str) else list(task_ids)
     return Call("DELETE", "/v2/task/cancel/", body={"task_ids": ids})
@@ -177,14 +201,24 @@ def outcome(task: Mapping[str, Any]) -> Any:
     raise errors[status](f"task {task['id']} {status.value.lower()}{detail}", task=dict(task))
 
 
-class SseDecoder:
-    """Server-sent events, line by line → the task JSON of each ``status`` event."""
+@dataclass(frozen=True, slots=True)
+class ServerEvent:
+    """One server-sent event: its name (``message`` when unnamed), data and last id."""
+
+    name: str
+    data: str
+    id: str | None
+
+
+class SseReader:
+    """Server-sent events, line by line → each whole event."""
 
     def __init__(self) -> None:
         self._event = ""
         self._data: list[str] = []
+        self._id: str | None = None
 
-    def feed(self, line: str) -> dict[str, Any] | None:
+    def feed(self, line: str) -> ServerEvent | None:
         if line.startswith(":"):
             return None
         if line:
@@ -194,14 +228,76 @@ class SseDecoder:
                 self._event = value
             elif name == "data":
                 self._data.append(value)
+            elif name == "id":
+                self._id = value
             return None
-        event, data = self._event or "message", "\n".join(self._data)
+        if not self._data:  # as a browser does: no data, no event
+            self._event = ""
+            return None
+        event = ServerEvent(self._event or "message", "\n".join(self._data), self._id)
         self._event, self._data = "", []
-        if event != "status" or not data:
+        return event
+
+
+class SseDecoder:
+    """Server-sent events, line by line → the task JSON of each ``status`` event."""
+
+    def __init__(self) -> None:
+        self._reader = SseReader()
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        event = self._reader.feed(line)
+        if event is None or event.name != "status":
             return None
-        task = orjson.loads(data)
+        task = orjson.loads(event.data)
         return task if isinstance(task, dict) else None
 
+
+class LogFollower:
+    """Following a task's log stream across dropped connections: the id of the last line
+    received (sent again as ``Last-Event-ID``, so the gateway resumes right after it), whether
+    the stream said the task ended, and how many connections in a row brought nothing."""
+
+    #: Connections in a row that end without a line (nor a ping) before giving up.
+    MAX_RETRIES = 5
+
+    def __init__(self, task_id: str, cursor: str | None) -> None:
+        self.task_id = task_id
+        self.last_id = cursor
+        self.ended = False
+        self._retries = 0
+        self._reader = SseReader()
+
+    def call(self) -> Call:
+        """The request of the next connection."""
+        self._reader = SseReader()
+        headers = {"Last-Event-ID": self.last_id} if self.last_id else {}
+        return Call("GET", f"/v2/task/{quote(self.task_id, safe='')}/logs/stream",
+                    headers=headers)
+
+    def feed(self, line: str) -> dict[str, Any] | None:
+        """The log line a stream line completes, if any."""
+        self._retries = 0
+        event = self._reader.feed(line)
+        if event is None:
+            return None
+        if event.name == "end":
+            self.ended = True
+        elif event.name == "log":
+            self.last_id = event.id
+            item: dict[str, Any] = orjson.loads(event.data)
+            return item
+        return None
+
+    def pause(self, failure: ConnectionFailed | None) -> float:
+        """Seconds to wait before connecting again after a stream ended before the task's end
+        (on ``failure``, or closed early); raises once that happened too often in a row."""
+        self._retries += 1
+        if self._retries > self.MAX_RETRIES:
+            raise failure or ConnectionFailed(
+                f"the log stream of task {self.task_id} keeps closing early"
+            )
+        return min(RETRY_CAP_S, 0.2 * 2.0 ** (self._retries - 1))
 
 
 def _queue_path(name: str) -> str:

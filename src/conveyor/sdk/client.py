@@ -23,16 +23,21 @@ from conveyor.sdk.calls import (
     DEFAULT_TIMEOUT_S,
     Call,
     ClientBase,
+    LogFilters,
+    LogFollower,
     SseDecoder,
     TaskFilters,
     TaskHandle,
+    attempts_call,
     batch_call,
     cancel_call,
     decode,
     deploy_files,
     finished,
     http_error,
+    input_call,
     key_of,
+    logs_call,
     outcome,
     poll_intervals,
     polls_instead,
@@ -149,6 +154,39 @@ class Client(ClientBase):
         answer: dict[str, list[str]] = self.send(call)
         return answer
 
+    def task_input(self, task_id: str) -> dict[str, Any]:
+        """``{"args": [...], "kwargs": {...}}``: what the task's handler is called with."""
+        answer: dict[str, Any] = self.send(input_call(task_id))
+        return answer
+
+    def task_attempts(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's attempts, oldest first."""
+        answer: list[dict[str, Any]] = self.send(attempts_call(task_id))["data"]
+        return answer
+
+    def task_logs(self, task_id: str, **filters: Unpack[LogFilters]) -> dict[str, Any]:
+        """``{"data": [line, ...], "next_cursor": …}``: a page of the task's lines, oldest
+        first; pass ``next_cursor`` as ``cursor`` for the next page."""
+        answer: dict[str, Any] = self.send(logs_call(task_id, filters))
+        return answer
+
+    def follow_logs(self, task_id: str, cursor: str | None = None) -> Iterator[dict[str, Any]]:
+        """Each line of the task after ``cursor``, as it is stored, until the task has ended
+        and its last line is sent. A dropped connection is opened again and resumes after the
+        last line received."""
+        follower = LogFollower(task_id, cursor)
+        while not follower.ended:
+            failure = None
+            try:
+                for line in self._event_lines(follower.call(), read_timeout=None):
+                    item = follower.feed(line)
+                    if item is not None:
+                        yield item
+            except ConnectionFailed as exc:
+                failure = exc
+            if not follower.ended:
+                time.sleep(follower.pause(failure))
+
     def queues(self) -> list[dict[str, Any]]:
         """Queues of the workspace with versions, depth, containers and counts per status."""
         answer: list[dict[str, Any]] = self.send(queues_call())["data"]
@@ -168,18 +206,22 @@ class Client(ClientBase):
 
     def subscribe(self, task_id: str, timeout: float | None = None) -> Iterator[dict[str, Any]]:
         """Task JSON at each status change; ``timeout`` bounds each wait for the next line."""
-        call = subscribe_call(task_id)
         decoder = SseDecoder()
+        for line in self._event_lines(subscribe_call(task_id), read_timeout=timeout):
+            task = decoder.feed(line)
+            if task is not None:
+                yield task
+
+    def _event_lines(self, call: Call, read_timeout: float | None) -> Iterator[str]:
+        """The lines of an event stream; ``HTTPError`` if the gateway refuses it."""
         with self._reaching(), self._http.stream(
-            call.method, call.path, timeout=httpx.Timeout(self.timeout, read=timeout)
+            call.method, call.path, headers=call.headers,
+            timeout=httpx.Timeout(self.timeout, read=read_timeout),
         ) as response:
             if not response.is_success:
                 response.read()
                 raise http_error(response)
-            for line in response.iter_lines():
-                task = decoder.feed(line)
-                if task is not None:
-                    yield task
+            yield from response.iter_lines()
 
     def wait(self, task_id: str, timeout: float | None = None) -> dict[str, Any]:
         """The task once terminal; ``WaitTimeout`` after ``timeout`` seconds."""

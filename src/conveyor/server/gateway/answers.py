@@ -66,7 +66,7 @@ async def task_page(
     )
     try:
         views, next_cursor = await state.store.list_tasks(
-            workspace.id, task_filter, _limit(query.limit), query.cursor or None
+            workspace.id, task_filter, limit_of(query.limit, 100), query.cursor or None
         )
     except ValueError as exc:
         raise BadRequest(f"invalid cursor: {exc}") from None
@@ -121,9 +121,10 @@ def _instant(name: str, text: str | None) -> int | None:
         raise BadRequest(f"{name} must be an ISO 8601 timestamp, got {text!r}") from None
 
 
-def _limit(text: str | None) -> int:
+def limit_of(text: str | None, default: int) -> int:
+    """A page's ``limit`` query value (1..``MAX_LIMIT``); ``default`` when not given."""
     if text is None:
-        return 100
+        return default
     digits = text.strip()
     if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= MAX_LIMIT:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}, got {text!r}")

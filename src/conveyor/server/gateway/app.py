@@ -38,14 +38,17 @@ from conveyor.server.gateway.openapi import (
 from conveyor.server.gateway.plain_route import PlainRoute
 from conveyor.server.gateway.responses import OrjsonResponse
 from conveyor.server.gateway.schemas import (
+    AttemptListOut,
     CancelOut,
     DeployOut,
     EmptyOut,
     HealthOut,
+    LogPageOut,
     QueueListOut,
     QueueOut,
     TaskIdOut,
     TaskIdsOut,
+    TaskInputOut,
     TaskOut,
     TaskPageOut,
 )
@@ -59,6 +62,8 @@ Endpoint = Callable[..., Any]
 #: Error statuses each kind of route documents (every route may also answer 413 and 503).
 _ENQUEUE = (400, 401, 404, 429)
 _READ = (400, 401, 404)
+_FOUND = (401, 404)
+_STREAM = (400, 401, 404, 429)
 _AUTHED: dict[str, Any] = {"security": [{"bearer": []}]}
 _INVOKE_AUTH: dict[str, Any] = {"security": [{"bearer": []}, {"basic": []}]}
 
@@ -196,6 +201,15 @@ routes: list[BaseRoute] = [
            "List tasks, newest first", TaskPageOut, (400, 401), hidden=True),
     _route("/v2/task/{task_id}/subscribe", sse.subscribe_task, "GET",
            "Stream status changes as server-sent events", None, _READ,
+           response_class=StreamingResponse, media_type="text/event-stream"),
+    _route("/v2/task/{task_id}/input", task_routes.task_input, "GET",
+           "The arguments the task's handler is called with", TaskInputOut, _FOUND),
+    _route("/v2/task/{task_id}/attempts", task_routes.task_attempts, "GET",
+           "The task's attempts, oldest first", AttemptListOut, _FOUND),
+    _route("/v2/task/{task_id}/logs", task_routes.task_logs, "GET",
+           "What the task printed, a page of lines", LogPageOut, _READ),
+    _route("/v2/task/{task_id}/logs/stream", sse.stream_task_logs, "GET",
+           "Stream the task's lines as server-sent events", None, _STREAM,
            response_class=StreamingResponse, media_type="text/event-stream"),
     _route("/v2/task/{task_id}/", task_routes.task_status, "GET",
            "Task status", TaskOut, _READ, plain=True, name="get_task"),

@@ -88,7 +88,7 @@ _DESCRIPTIONS = {
     403: "Invalid or expired link",
     404: "Not found",
     413: "Body too large",
-    429: "Too many pending tasks (see Retry-After)",
+    429: "Too many pending tasks or open event streams (see Retry-After)",
     503: "Store unavailable",
 }
 #: Any route may answer these.

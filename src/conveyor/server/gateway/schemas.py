@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from conveyor.server.store.records import AttemptOutcome, LogStream
 from conveyor.tasks import TaskStatus
 
 
@@ -70,6 +71,8 @@ class TaskOut(BaseModel):
     started_at: str | None
     ended_at: str | None
     updated_at: str
+    #: ``ended_at - started_at`` in seconds; null until both are set.
+    duration_s: float | None
     container_id: str
     outputs: list[OutputOut]
     stats: StatsOut
@@ -82,6 +85,48 @@ class TaskOut(BaseModel):
 
 class TaskPageOut(BaseModel):
     data: list[TaskOut]
+    next_cursor: str | None
+
+
+class TaskInputOut(BaseModel):
+    args: list[Any]
+    kwargs: dict[str, Any]
+
+
+class ProcessExitOut(BaseModel):
+    #: The process's exit code, or null when a signal killed it.
+    code: int | None
+    #: The signal's name, e.g. ``SIGKILL``.
+    signal: str | None
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    container_id: str
+    started_at: str
+    ended_at: str | None
+    #: Null while the attempt runs. ``CRASHED``: its process died; ``LOST``: its lease ran out.
+    outcome: AttemptOutcome | None
+    error: TaskErrorOut | None
+    #: How the attempt's process ended, when it died.
+    exit: ProcessExitOut | None
+
+
+class AttemptListOut(BaseModel):
+    data: list[AttemptOut]
+
+
+class LogLineOut(BaseModel):
+    attempt: int
+    stream: LogStream
+    timestamp: str
+    line: str
+
+
+class LogPageOut(BaseModel):
+    data: list[LogLineOut]
+    #: Pass it as ``cursor`` for the lines after this page; null once the task has ended and
+    #: no line is left.
     next_cursor: str | None
 
 

@@ -2,8 +2,9 @@
 
 ONE store subscription per gateway process feeds a map from task id to the streams watching
 it, so a ``task`` event makes only that task's streams read the store (not every stream, as
-one subscription per stream did). SQLite's cross-process ``changed`` event names no task: it
-wakes every stream, but at most once per ``CHANGED_COALESCE_S`` however many arrive.
+one subscription per stream did), and a ``logs`` event only its log streams. SQLite's
+cross-process ``changed`` event names no task: it wakes every stream, but at most once per
+``CHANGED_COALESCE_S`` however many arrive.
 
 The hub also counts open streams per workspace (DESIGN A13: at most
 ``max_streams_per_workspace``, the API's subscribe and the dashboard's live stream together).
@@ -16,20 +17,26 @@ import time
 
 from conveyor.server.gateway.errors import TooManyStreams
 from conveyor.server.store.base import Store, Subscription
-from conveyor.server.store.records import Event
+from conveyor.server.store.records import Event, EventKind
 
 #: ``changed`` events (no task id) wake every stream at most this often.
 CHANGED_COALESCE_S = 0.25
+#: Events that wake the streams of their task: ``task``, its status changed; ``logs``, lines
+#: of it were stored.
+ABOUT_A_TASK: frozenset[EventKind] = frozenset({"task", "logs"})
+STATUS: frozenset[EventKind] = frozenset({"task"})
 
 
 class Watcher:
-    """One stream's interest in one task: woken by the hub when that task may have changed."""
+    """One stream's interest in one task: woken by the hub when an event of ``kinds`` names
+    that task (or a ``changed`` event names none)."""
 
-    __slots__ = ("_hub", "_woken", "task_id")
+    __slots__ = ("_hub", "_woken", "kinds", "task_id")
 
-    def __init__(self, hub: StreamHub, task_id: str) -> None:
+    def __init__(self, hub: StreamHub, task_id: str, kinds: frozenset[EventKind]) -> None:
         self._hub = hub
         self.task_id = task_id
+        self.kinds = kinds
         self._woken = asyncio.Event()
 
     def wake(self) -> None:
@@ -98,13 +105,15 @@ class StreamHub:
         return self._open.get(workspace_id, 0)
 
     # -- watchers --------------------------------------------------------------------------
-    def watch(self, store: Store, task_id: str) -> Watcher:
-        """Wake the returned watcher on each notification about ``task_id``. Subscribes (once
-        per hub) before returning, so a change right after is not missed."""
+    def watch(
+        self, store: Store, task_id: str, kinds: frozenset[EventKind] = STATUS
+    ) -> Watcher:
+        """Wake the returned watcher on each notification of ``kinds`` about ``task_id``.
+        Subscribes (once per hub) before returning, so a change right after is not missed."""
         if self._subscription is None:
             self._subscription = store.subscribe()
             self._pump = asyncio.get_running_loop().create_task(self._run(self._subscription))
-        watcher = Watcher(self, task_id)
+        watcher = Watcher(self, task_id, kinds)
         self._by_task.setdefault(task_id, set()).add(watcher)
         self._count += 1
         return watcher
@@ -141,9 +150,10 @@ class StreamHub:
                 self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
-        if event.kind == "task" and event.task_id is not None:
+        if event.kind in ABOUT_A_TASK and event.task_id is not None:
             for watcher in self._by_task.get(event.task_id, ()):
-                watcher.wake()
+                if event.kind in watcher.kinds:
+                    watcher.wake()
         elif event.kind == "changed" and self._changed is None:
             delay = max(0.0, self._last_wake_all + CHANGED_COALESCE_S - time.monotonic())
             self._changed = asyncio.get_running_loop().call_later(delay, self._wake_all)

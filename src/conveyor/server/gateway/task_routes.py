@@ -1,10 +1,11 @@
-"""Task routes: status, list, cancel. Every one is scoped to the caller's workspace."""
+"""Task routes: status, list, cancel, input, attempts, logs. Every one is scoped to the
+caller's workspace."""
 
 from __future__ import annotations
 
 from fastapi import Depends, Request
 
-from conveyor.server.gateway import answers
+from conveyor.server.gateway import answers, insight
 from conveyor.server.gateway.auth import require_workspace
 from conveyor.server.gateway.bodies import read_object
 from conveyor.server.gateway.errors import BadRequest
@@ -43,3 +44,34 @@ async def cancel_tasks(
     if isinstance(ids, list) and len(ids) > MAX_TASKS_PER_CALL:
         raise BadRequest(f"a cancel call names at most {MAX_TASKS_PER_CALL} tasks, got {len(ids)}")
     return OrjsonResponse(await answers.cancel(gateway_state(request), workspace, body))
+
+
+async def task_input(
+    request: Request,
+    task_id: str,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """Exactly the arguments the handler is called with."""
+    return OrjsonResponse(await insight.task_input(gateway_state(request), workspace, task_id))
+
+
+async def task_attempts(
+    request: Request,
+    task_id: str,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """Oldest first, one per attempt: its container, times, outcome, error and process exit."""
+    state = gateway_state(request)
+    return OrjsonResponse(await insight.task_attempts(state, workspace, task_id))
+
+
+async def task_logs(
+    request: Request,
+    task_id: str,
+    query: insight.LogQuery = Depends(),  # noqa: B008
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """Oldest first, at most `limit` (1..1000, default 1000) lines; `next_cursor` gives the next
+    page. Filters: `attempt` (1, 2, …) and `stream` (stdout or stderr)."""
+    state = gateway_state(request)
+    return OrjsonResponse(await insight.task_logs(state, workspace, task_id, query))

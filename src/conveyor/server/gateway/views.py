@@ -11,7 +11,15 @@ import orjson
 from conveyor.clock import iso
 from conveyor.error_info import ErrorInfo
 from conveyor.server.gateway.signing import LinkKeys
-from conveyor.server.store.records import AgentInfo, QueueSummary, Stub, TaskView
+from conveyor.server.store.records import (
+    AgentInfo,
+    AttemptInfo,
+    QueueSummary,
+    StoredLogLine,
+    Stub,
+    TaskRecord,
+    TaskView,
+)
 from conveyor.tasks import TaskStatus
 
 
@@ -28,6 +36,7 @@ def task_json(
         "started_at": iso(task.started_at),
         "ended_at": iso(task.ended_at),
         "updated_at": iso(task.updated_at),
+        "duration_s": duration_s(task),
         "container_id": task.container_id or "",
         "outputs": [
             {
@@ -44,9 +53,35 @@ def task_json(
         "stub": stub_json(stub),
         "deployment": {"name": stub.name, "version": stub.version},
         "result": _parse(task.result),
-        "error": None if task.error is None else ErrorInfo.from_json(task.error).to_dict(),
+        "error": _error(task.error),
         "attempts": task.attempt,
     }
+
+
+def duration_s(task: TaskRecord) -> float | None:
+    """Seconds from the first start to the end; None until both are set."""
+    if task.started_at is None or task.ended_at is None:
+        return None
+    return (task.ended_at - task.started_at) / 1_000_000
+
+
+def attempt_json(info: AttemptInfo) -> dict[str, Any]:
+    """One attempt of ``GET /v2/task/{id}/attempts`` (DESIGN A8)."""
+    return {
+        "attempt": info.attempt,
+        "container_id": info.container_id,
+        "started_at": iso(info.started_at),
+        "ended_at": iso(info.ended_at),
+        "outcome": info.outcome,
+        "error": _error(info.error),
+        "exit": None if info.exit is None else {"code": info.exit.code, "signal": info.exit.signal},
+    }
+
+
+def log_line_json(line: StoredLogLine) -> dict[str, Any]:
+    """One kept line, as ``GET /v2/task/{id}/logs`` lists it and its stream sends it."""
+    return {"attempt": line.attempt, "stream": line.stream, "timestamp": iso(line.at),
+            "line": line.line}
 
 
 def stub_json(stub: Stub) -> dict[str, Any]:
@@ -90,3 +125,7 @@ def invocation_url(base_url: str, name: str, version: int) -> str:
 
 def _parse(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
+
+
+def _error(text: str | None) -> dict[str, str] | None:
+    return None if text is None else ErrorInfo.from_json(text).to_dict()
