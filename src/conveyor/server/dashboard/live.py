@@ -57,13 +57,13 @@ async def subscribe(request: Request, workspace: Workspace) -> Response:
 
 
 async def logs(request: Request, workspace: Workspace) -> Response:
-    """The API's log stream of one task (``GET /v2/task/{id}/logs/stream``). It resumes after
-    ``Last-Event-ID`` (a reconnecting ``EventSource`` sends it) or else after ``?after=``: the
-    cursor of the lines the page was rendered with, or the last id a script that had to open
-    a new ``EventSource`` saw."""
-    after = request.headers.get("last-event-id") or request.query_params.get("after") or None
+    """The API's log stream of one task (``GET /v2/task/{id}/logs/stream``), resuming as it
+    does after ``Last-Event-ID`` (a reconnecting ``EventSource`` sends it) or else ``?cursor=``:
+    the ``next_cursor`` of the lines the page was rendered with, or the last line id seen by a
+    script that had to open a new ``EventSource``."""
+    cursor = request.headers.get("last-event-id") or request.query_params.get("cursor") or None
     task_id = request.path_params["task_id"]
-    return await insight.log_stream(gateway_state(request), workspace, task_id, after)
+    return await insight.log_stream(gateway_state(request), workspace, task_id, cursor)
 
 
 async def cancel(request: Request, workspace: Workspace) -> Response:

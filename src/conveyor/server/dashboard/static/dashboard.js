@@ -159,11 +159,11 @@ function logPanel() {
   const section = document.getElementById("logs");
   const panel = document.getElementById("log");
   const note = document.getElementById("log-note");
-  const id = document.body.dataset.taskId;
+  const stream = `${PREFIX}/live/tasks/${encodeURIComponent(document.body.dataset.taskId)}/logs`;
   let shown = panel.querySelectorAll(".ln").length;
   let dropped = 0;
   let attempt = Number(panel.lastElementChild?.dataset.attempt || 1);
-  let after = section.dataset.after;
+  let cursor = section.dataset.cursor;
   let pending = [];
   let ended = null;
   panel.scrollTop = panel.scrollHeight;
@@ -171,7 +171,7 @@ function logPanel() {
 
   function tell() {
     const parts = [`${shown + dropped} line(s)`];
-    if (dropped) parts.push(`the first ${dropped} left this page (GET /v2/task/{id}/logs has them)`);
+    if (dropped) parts.push(`the first ${dropped} left this page (the API keeps them)`);
     parts.push(ended ? "ended " + ended : "following live");
     note.textContent = parts.join(" · ");
   }
@@ -197,10 +197,9 @@ function logPanel() {
     tell();
   }
   function connect() {
-    const url = `${PREFIX}/live/tasks/${encodeURIComponent(id)}/logs?after=${encodeURIComponent(after)}`;
-    const source = new EventSource(url);
+    const source = new EventSource(`${stream}?cursor=${encodeURIComponent(cursor)}`);
     source.addEventListener("log", (event) => {
-      after = event.lastEventId;
+      cursor = event.lastEventId;
       pending.push(JSON.parse(event.data));
       if (pending.length === 1) requestAnimationFrame(flush);
     });
