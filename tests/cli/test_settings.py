@@ -35,9 +35,14 @@ def _conveyor(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPro
          {"CONVEYOR_PUBLIC_URL": "https://q.example", "CONVEYOR_PORT": "9000"},
          # --port beats CONVEYOR_PORT
          ["port = 8123", "gateway.public_url = https://q.example", "callbacks.batch = 32"]),
-        (["worker", "-v"], {"CONVEYOR_CPUS": "3"}, ["agent.cpu_capacity = 3.0"]),
+        (["worker", "-v", "--log-max-lines", "500"],
+         {"CONVEYOR_CPUS": "3", "CONVEYOR_LOG_MAX_BYTES": "65536"},
+         ["agent.cpu_capacity = 3.0", "agent.log_limits.max_lines = 500",
+          "agent.log_limits.max_bytes = 65536"]),
+        (["serve", "x.py:f", "-v"], {},
+         ["agent.log_limits.max_lines = 20000", "agent.log_limits.max_bytes = 2097152"]),
     ],
-    ids=["serve", "server", "worker"],
+    ids=["serve", "server", "worker", "serve-defaults"],
 )
 def test_verbose_shows_the_settings_minus_secrets(
     tmp_path: Path, args: list[str], env: dict[str, str], shown: list[str]

@@ -103,10 +103,11 @@ def wants_callback(x, callback_url=None):
 
 
 def noisy(x):
-    print("print goes to stderr", x)
-    sys.stdout.write("so does sys.stdout\\n")
+    print("print is caught", x)
+    sys.stdout.write("so is sys.stdout\\n")
     sys.stdout.flush()
     os.write(1, b"and raw fd 1 writes\\n")
+    os.write(2, b"stderr too, no newline")
     return double(x)
 
 
@@ -159,6 +160,8 @@ class Container:
             cwd=code_root,
         )
         self.fence = 0
+        #: (task id or None, stream, text) of every line the process wrote, in order.
+        self.lines: list[tuple[str | None, int, str]] = []
         self.send(
             {
                 "op": "init",
@@ -179,10 +182,14 @@ class Container:
         wire.write_frame(self.stdin, message)
 
     def receive(self) -> dict[str, Any]:
+        """The next frame but ``log`` frames, whose lines go to ``self.lines``."""
         assert self.proc.stdout is not None
-        message = wire.read_frame(self.proc.stdout)
-        assert message is not None, f"worker closed its pipe: {self.stderr()}"
-        return message
+        while True:
+            message = wire.read_frame(self.proc.stdout)
+            assert message is not None, f"worker closed its pipe: {self.stderr()}"
+            if message["op"] != "log":
+                return message
+            self.lines += [(message["task_id"], s, text) for s, _, text in message["lines"]]
 
     def run(self, *args: Any, callback_url: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Run one task; check its ``started`` frame and return its ``done`` frame."""
@@ -398,10 +405,16 @@ def test_handler_output_does_not_corrupt_frames(start: Any) -> None:
     assert orjson.loads(worker.run(1)["result"]) == 2
     worker.send({"op": "stop"})
     assert worker.close() == 0
-    log = worker.stderr()
-    assert "print goes to stderr 21" in log
-    assert "so does sys.stdout" in log
-    assert "and raw fd 1 writes" in log
+    # Every line is the task's that wrote it, in order, each before the task's done (the
+    # unfinished last one too); nothing reaches the process's own stderr.
+    for n, task_id in ((21, "task-1"), (1, "task-2")):
+        assert [line for line in worker.lines if line[0] == task_id] == [
+            (task_id, 1, f"print is caught {n}"),
+            (task_id, 1, "so is sys.stdout"),
+            (task_id, 1, "and raw fd 1 writes"),
+            (task_id, 2, "stderr too, no newline"),
+        ]
+    assert "caught" not in worker.stderr()
 
 
 def test_outputs_are_sent_with_the_result(start: Any, tmp_path: Path) -> None:

@@ -54,6 +54,26 @@ CpusOpt = Annotated[
         help="CPUs to reserve for containers (each reserves its queue's cpu). Default: no limit.",
     ),
 ]
+LogMaxLinesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--log-max-lines",
+        envvar="CONVEYOR_LOG_MAX_LINES",
+        min=1,
+        help="Lines each task keeps of what its processes print; past that, one marker line "
+        "(default 20000).",
+    ),
+]
+LogMaxBytesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--log-max-bytes",
+        envvar="CONVEYOR_LOG_MAX_BYTES",
+        min=1024,
+        help="Bytes each task keeps of what its processes print; past that, one marker line "
+        "(default 2 MiB).",
+    ),
+]
 NoSandboxOpt = Annotated[
     bool,
     typer.Option(
@@ -238,6 +258,15 @@ def gateway_settings(
     )
 
 
+def log_limits(max_lines: int | None, max_bytes: int | None) -> dict[str, Any]:
+    """The agent's ``log_limits`` from the flags; the defaults of DESIGN A8 when not given."""
+    from conveyor.server.store.records import LogLimits
+
+    default = LogLimits()
+    return {"log_limits": LogLimits(max_lines or default.max_lines,
+                                    max_bytes or default.max_bytes)}  # fmt: skip
+
+
 def _sandbox(store: str, no_sandbox: bool, binds: list[Path] | None) -> dict[str, Any]:
     """The agent's sandbox settings. The store's files and the token file beside them are
     never shown to a handler, even inside a bound folder (the code cache neither)."""
@@ -257,6 +286,7 @@ def _sandbox(store: str, no_sandbox: bool, binds: list[Path] | None) -> dict[str
 def serve_settings(
     targets: list[str], *, store: str, host: str, port: int, token: str | None,
     gateway: GatewaySettings, no_sandbox: bool = False, sandbox_binds: list[Path] | None = None,
+    log_max_lines: int | None = None, log_max_bytes: int | None = None,
 ) -> ServeSettings:
     """``conveyor serve``: its agent keeps code beside the store, as the token is."""
     from conveyor.server.agent.settings import AgentSettings
@@ -264,7 +294,8 @@ def serve_settings(
     from conveyor.server.settings import sqlite_folder
 
     agent = AgentSettings(
-        code_cache=sqlite_folder(store) / "code", **_sandbox(store, no_sandbox, sandbox_binds)
+        code_cache=sqlite_folder(store) / "code", **_sandbox(store, no_sandbox, sandbox_binds),
+        **log_limits(log_max_lines, log_max_bytes),
     )
     return ServeSettings(
         targets=tuple(targets), store=store, host=host, port=port, token=token,
@@ -284,11 +315,15 @@ def server_settings(
 
 def worker_settings(
     *, store: str, cpus: float | None, no_sandbox: bool = False,
-    sandbox_binds: list[Path] | None = None,
+    sandbox_binds: list[Path] | None = None, log_max_lines: int | None = None,
+    log_max_bytes: int | None = None,
 ) -> WorkerSettings:
     from conveyor.server.agent.settings import AgentSettings
 
-    agent = AgentSettings(cpu_capacity=cpus, **_sandbox(store, no_sandbox, sandbox_binds))
+    agent = AgentSettings(
+        cpu_capacity=cpus, **_sandbox(store, no_sandbox, sandbox_binds),
+        **log_limits(log_max_lines, log_max_bytes),
+    )
     return WorkerSettings(store=store, agent=agent)
 
 

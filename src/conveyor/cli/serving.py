@@ -19,6 +19,8 @@ from conveyor.cli.options import (
     CpusOpt,
     HeaderTimeoutOpt,
     HostOpt,
+    LogMaxBytesOpt,
+    LogMaxLinesOpt,
     MaxBodyBytesOpt,
     MaxConnectionsOpt,
     MaxHeaderBytesOpt,
@@ -107,6 +109,8 @@ def serve_cmd(
     sse_ping_s: SsePingOpt = None,
     no_sandbox: NoSandboxOpt = False,
     sandbox_bind: SandboxBindOpt = None,
+    log_max_lines: LogMaxLinesOpt = None,
+    log_max_bytes: LogMaxBytesOpt = None,
     max_streams_per_workspace: MaxStreamsOpt = None,
     max_header_bytes: MaxHeaderBytesOpt = None,
     max_connections: MaxConnectionsOpt = None,
@@ -120,7 +124,8 @@ def serve_cmd(
     gateway = gateway_settings(**{name: flags[name] for name in GATEWAY_FLAGS})
     settings = serve_settings(
         targets, store=store, host=host, port=port, token=token, gateway=gateway,
-        no_sandbox=no_sandbox, sandbox_binds=sandbox_bind,
+        no_sandbox=no_sandbox, sandbox_binds=sandbox_bind, log_max_lines=log_max_lines,
+        log_max_bytes=log_max_bytes,
     )
     _start(verbose, settings)
     _warn_unsandboxed(settings)
@@ -187,13 +192,16 @@ def worker_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     no_sandbox: NoSandboxOpt = False,
     sandbox_bind: SandboxBindOpt = None,
+    log_max_lines: LogMaxLinesOpt = None,
+    log_max_bytes: LogMaxBytesOpt = None,
 ) -> None:
     """Run an agent on this machine for every deployed queue of the store.
 
     Example: conveyor worker --store postgresql://postgres@db/conveyor --cpus 8
     """
     settings = worker_settings(
-        store=store, cpus=cpus, no_sandbox=no_sandbox, sandbox_binds=sandbox_bind
+        store=store, cpus=cpus, no_sandbox=no_sandbox, sandbox_binds=sandbox_bind,
+        log_max_lines=log_max_lines, log_max_bytes=log_max_bytes,
     )
     _start(verbose, settings)
     _warn_unsandboxed(settings)

@@ -1,6 +1,7 @@
 """The worker process: ``python -m conveyor.runner.main``, spawned and fed by an agent.
 
-It speaks the frame protocol of :mod:`conveyor.runner.wire` on stdin and its *original* stdout. The
+It speaks the frame protocol of :mod:`conveyor.runner.wire` on stdin and its *original* stdout
+(its stdout and stderr become pipes of :mod:`conveyor.runner.capture`). The
 first frame is ``init``: import the handler once, run ``on_start`` once, answer ``ready``.
 Then one ``run`` at a time, each answered by ``started`` and ``done``, until ``stop`` or the
 end of stdin. The per-task path does no imports and no signature inspection: it is the hot
@@ -32,6 +33,7 @@ from conveyor.error_info import ErrorInfo
 from conveyor.policy import is_retryable, qualified_name
 from conveyor.queue_config import QueueConfig
 from conveyor.runner import loading, wire
+from conveyor.runner.capture import Capture
 from conveyor.sdk import outputs
 from conveyor.sdk.decorator import HandlerShape, TaskContext, TaskQueue
 
@@ -76,8 +78,11 @@ def _json_default(value: Any) -> Any:
 class Runner:
     """What runs in a worker process: a loaded handler, ready to run tasks one at a time."""
 
-    def __init__(self, init: Mapping[str, Any], send: Callable[[dict[str, Any]], None]) -> None:
-        self._send = send
+    def __init__(
+        self, init: Mapping[str, Any], send: Callable[[dict[str, Any]], None], capture: Capture
+    ) -> None:
+        self._send = send  # a frame, written with ``capture.lock`` held
+        self._capture = capture
         self._config = QueueConfig.from_dict(init["config"])
         self._container_id = str(init.get("container_id", ""))
         self._stub_id = str(init.get("stub_id", ""))
@@ -111,8 +116,10 @@ class Runner:
 
     def run(self, msg: Mapping[str, Any]) -> None:
         task_id, fence = msg["task_id"], msg["fence"]
-        send = self._send
-        send({"op": "started", "task_id": task_id, "fence": fence, "at": time.time()})
+        capture = self._capture
+        with capture.lock:  # lines read from here on are this task's
+            capture.task_id = task_id
+            self._send({"op": "started", "task_id": task_id, "fence": fence, "at": time.time()})
         outputs.reset()
         result: str | None = None
         error: dict[str, str] | None = None
@@ -152,34 +159,45 @@ class Runner:
             {"name": name, "data": base64.b64encode(data).decode("ascii")}
             for name, data in outputs.take()
         ]
-        send(
-            {
-                "op": "done",
-                "task_id": task_id,
-                "fence": fence,
-                "status": "FAILED" if error is not None else "COMPLETE",
-                "result": result,
-                "error": error,
-                "retryable": retryable,
-                "outputs": saved,
-            }
-        )
+        with capture.task_end():  # the task's last lines, then its done
+            self._send(
+                {
+                    "op": "done",
+                    "task_id": task_id,
+                    "fence": fence,
+                    "status": "FAILED" if error is not None else "COMPLETE",
+                    "result": result,
+                    "error": error,
+                    "retryable": retryable,
+                    "outputs": saved,
+                }
+            )
 
 
 async def _await(value: Any) -> Any:
     return await value
 
 
+#: The stderr this process was started with (the agent's), for the runner's own words.
+_own_stderr = 2
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(_own_stderr, f"conveyor.runner.main: {text}\n".encode())
+
+
 def _frame_streams() -> tuple[IO[bytes], IO[bytes]]:
-    """Take stdin and stdout for frames; leave the handler /dev/null and stderr instead."""
+    """Take stdin and stdout for frames; leave the handler /dev/null as its stdin (its
+    stdout and stderr become ``Capture``'s pipes)."""
+    global _own_stderr
     frames_in = os.fdopen(os.dup(0), "rb")
     frames_out = os.fdopen(os.dup(1), "wb")
+    _own_stderr = os.dup(2)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    os.dup2(2, 1)
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
-    sys.stdout = sys.stderr
     return frames_in, frames_out
 
 
@@ -233,7 +251,7 @@ class _Inbox:
             while (message := wire.read_frame(stream)) is not None:
                 self._frames.put(message)
         except ValueError as exc:
-            print(f"conveyor.runner.main: bad frame from the agent: {exc}", file=sys.stderr)
+            _say(f"bad frame from the agent: {exc}")
             os._exit(EXIT_PROTOCOL)
         except OSError:  # a pipe that cannot be read is as ended as a closed one
             pass
@@ -257,25 +275,33 @@ def main() -> int:
     frames_in, frames_out = _frame_streams()
     inbox = _Inbox(frames_in)
 
-    def send(message: dict[str, Any]) -> None:
+    def write(message: dict[str, Any]) -> None:
         try:
             wire.write_frame(frames_out, message)
         except BrokenPipeError:  # the agent is gone: nobody to tell, nothing left to do
             os._exit(EXIT_OK)
 
+    # One channel, one lock: the reader thread's log frames and this thread's frames.
+    capture = Capture(write, threading.Lock())
+    capture.start()
+
+    def send(message: dict[str, Any]) -> None:
+        with capture.lock:
+            write(message)
+
     first = inbox.get()
     if first is None:
         return EXIT_OK
     if first.get("op") != "init":
-        print(f"conveyor.runner.main: expected an init frame, got {first.get('op')!r}",
-              file=sys.stderr)
+        _say(f"expected an init frame, got {first.get('op')!r}")
         return EXIT_PROTOCOL
     inbox.enter()
     try:
-        runner = Runner(first, send)
+        runner = Runner(first, write, capture)
     except BaseException as exc:  # any failure of user code, even SystemExit, is reported
         inbox.leave()  # user code is over: the agent closing the pipe now gets this exit code
-        send({"op": "init_failed", "error": error_info(exc)})
+        with capture.task_end():  # what on_start printed first
+            write({"op": "init_failed", "error": error_info(exc)})
         return EXIT_INIT_FAILED
     inbox.leave()
     send({"op": "ready", "pid": os.getpid()})

@@ -2,7 +2,7 @@
 
 Frames are a 4-byte big-endian length followed by a JSON object. The agent writes to the
 worker's stdin; the worker writes to its original stdout, which it keeps for frames only
-(``print`` in handlers goes to stderr). Messages, by ``op``:
+(what handlers write to stdout and stderr comes as ``log`` frames). Messages, by ``op``:
 
 agent → worker
     ``init``  ``{"config": <QueueConfig dict>, "code_root": str, "stub_id": str,
@@ -22,6 +22,9 @@ worker → agent
     ``done``        ``{"task_id", "fence", "status": "COMPLETE" | "FAILED", "result": str | None
     (JSON text), "error": {"type", "message", "traceback"} | None, "retryable": bool,
     "outputs": [{"name": str, "data": str (base64)}]}``.
+    ``log``         ``{"task_id": str | None, "lines": [[stream (1 stdout, 2 stderr), at: float,
+    text: str], ...]}`` — lines the process wrote (``conveyor.runner.capture``): of the task
+    named, whose last lines come before its ``done``; of the container itself when None.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ import time
 from conveyor.errors import StoreError
 from conveyor.server.agent.dispatcher import Dispatcher
 from conveyor.server.agent.handle import ProcessState, Spawn
+from conveyor.server.agent.log_sink import LogSink
 from conveyor.server.agent.loops import survive
 from conveyor.server.agent.process import RunnerProcess
 from conveyor.server.agent.runtime import StubRuntime
@@ -38,7 +39,8 @@ class Agent:
         self.broken: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._next: dict[str, float] = {}
-        self.dispatcher = Dispatcher(store, self.settings, self.stubs, self._poke)
+        self.logs = LogSink(store, self.settings.log_limits)
+        self.dispatcher = Dispatcher(store, self.settings, self.stubs, self._poke, self.logs)
         self.supervisor = Supervisor(
             store,
             self.settings,
@@ -47,6 +49,7 @@ class Agent:
             on_done=self.dispatcher.on_done,
             report=self.dispatcher.report,
             wake=self._poke,
+            logs=self.logs,
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -59,6 +62,7 @@ class Agent:
         loops = [
             asyncio.create_task(self._dispatch_loop()),
             asyncio.create_task(self.dispatcher.outcome_loop()),
+            asyncio.create_task(self._log_loop()),
         ]
         try:
             while not stop.is_set():
@@ -73,6 +77,13 @@ class Agent:
                 loop.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await self.dispatcher.flush_outcomes()
+            with contextlib.suppress(StoreError):
+                await self.logs.flush()  # lines of attempts released by the drain
+
+    async def _log_loop(self) -> None:
+        while True:
+            async with survive("log writing", self.settings.poll_s):
+                await self.logs.loop()
 
     async def tick(self, now: float) -> None:
         """One step of periodic work; each chore runs when its interval has passed."""

@@ -15,6 +15,7 @@ import orjson
 from conveyor.error_info import ErrorInfo
 from conveyor.errors import StoreError
 from conveyor.server.agent.handle import Attempt, ProcessHandle
+from conveyor.server.agent.log_sink import LogSink
 from conveyor.server.agent.loops import survive
 from conveyor.server.agent.runtime import Container, StubRuntime
 from conveyor.server.agent.settings import AgentSettings
@@ -63,8 +64,10 @@ class Dispatcher:
         settings: AgentSettings,
         stubs: dict[str, StubRuntime],
         wake: Callable[[StubRuntime], None],
+        logs: LogSink | None = None,
     ) -> None:
         self.store = store
+        self.logs = logs or LogSink(store, settings.log_limits)
         self.settings = settings
         self.stubs = stubs
         self._wake = wake
@@ -121,6 +124,7 @@ class Dispatcher:
             container.last_active = now
 
     async def on_done(self, process: ProcessHandle, attempt: Attempt, msg: dict[str, Any]) -> None:
+        self.logs.end(attempt)
         self.report(done_outcome(attempt, msg))
         runtime = self.stubs[process.stub_id]
         now = time.time()
@@ -154,6 +158,7 @@ class Dispatcher:
             await self._write(batch)
 
     async def _write(self, batch: list[Outcome]) -> None:
+        await self.logs.flush()  # a task's lines are stored before its outcome
         for delay in WRITE_RETRY_S:
             try:
                 await self.store.finish(batch)

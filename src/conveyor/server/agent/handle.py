@@ -65,6 +65,9 @@ class ProcessHandle(Protocol):
 
 DoneHandler = Callable[[ProcessHandle, Attempt, dict[str, Any]], Awaitable[None]]
 ExitHandler = Callable[[ProcessHandle, int | None], Awaitable[None]]
+#: Lines a process wrote (a ``log`` frame's ``lines``), during ``Attempt`` or, with None,
+#: outside any task.
+LogHandler = Callable[[ProcessHandle, Attempt | None, list[Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,7 @@ class ProcessSpec:
     on_exit: ExitHandler
     #: The sandbox to run it in; None: unsandboxed (``--no-sandbox``).
     sandbox: Sandbox | None = None
+    on_log: LogHandler | None = None
 
 
 #: Makes a process handle (not started yet); ``RunnerProcess`` itself, or a test's fake.

@@ -40,6 +40,9 @@ class RunnerProcess:
         self._inside: psutil.Process | None = None
         self._on_done = spec.on_done
         self._on_exit = spec.on_exit
+        self._on_log = spec.on_log
+        #: Set once every frame the process wrote has been handled (its pipe is at its end).
+        self._drained = asyncio.Event()
         self.state = ProcessState.STARTING
         self.current: Attempt | None = None
         self.kill_reason: KillReason | None = None
@@ -147,7 +150,8 @@ class RunnerProcess:
         )
 
     async def kill(self, reason: KillReason) -> None:
-        """SIGTERM, a short grace, then SIGKILL. The exit is reported through ``on_exit``."""
+        """SIGTERM, a short grace, then SIGKILL; returns once the lines it wrote before are
+        handled. The exit is reported through ``on_exit``."""
         if self.kill_reason is None:
             self.kill_reason = reason
         proc = self.proc
@@ -161,6 +165,9 @@ class RunnerProcess:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+        # (a grandchild holding the pipe open must not hold this up for long)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drained.wait(), KILL_GRACE_S)
 
     async def stop(self) -> None:
         """Ask an idle process to exit; kill it if it does not."""
@@ -198,6 +205,7 @@ class RunnerProcess:
                     log.exception("handling %r from a worker process failed", message.get("op"))
         except (asyncio.IncompleteReadError, ConnectionResetError, ValueError):
             pass
+        self._drained.set()
         returncode = await self.proc.wait()
         if self._sandbox is not None and 128 < returncode < 128 + signal.NSIG:
             returncode = 128 - returncode  # bwrap exits 128 + N when the runner got signal N
@@ -217,6 +225,15 @@ class RunnerProcess:
         elif op == "started":
             if self.current is not None and self.current.task_id == message.get("task_id"):
                 self.current.started_at = float(message.get("at", time.time()))
+        elif op == "log":
+            lines = message.get("lines")
+            if self._on_log is None or not isinstance(lines, list):
+                return
+            # Only the attempt this agent handed over may be named (the frame is the
+            # handler's process's word): anything else is the container's own.
+            current = self.current
+            named = current is not None and current.task_id == message.get("task_id")
+            self._on_log(self, current if named else None, lines)
         elif op == "done":
             current = self.current
             if current is None or current.task_id != message.get("task_id"):

@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor.server.store.records import DEPLOYMENT, StubType
+from conveyor.server.store.records import DEPLOYMENT, LogLimits, StubType
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,8 @@ class AgentSettings:
     #: Folders and files no sandbox shows, even inside a bound folder: the store's folder
     #: and its token file (the command line sets them). The code cache is always hidden.
     sandbox_hidden: tuple[str, ...] = ()
+    #: What each task keeps of the lines its processes write (DESIGN A8).
+    log_limits: LogLimits = field(default_factory=LogLimits)
     agent_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     )

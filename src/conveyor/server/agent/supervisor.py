@@ -16,7 +16,7 @@ import orjson
 from conveyor import policy
 from conveyor.errors import ConveyorError, StoreError
 from conveyor.server.agent.code_cache import code_root
-from conveyor.server.agent.exits import crash_error, describe_exit
+from conveyor.server.agent.exits import crash_error, describe_exit, process_exit
 from conveyor.server.agent.handle import (
     Attempt,
     DoneHandler,
@@ -27,6 +27,7 @@ from conveyor.server.agent.handle import (
     Spawn,
 )
 from conveyor.server.agent.limits import over_memory, overdue, reserved_cpu, timeout_outcome
+from conveyor.server.agent.log_sink import LogSink
 from conveyor.server.agent.loops import Background
 from conveyor.server.agent.runtime import Container, StubRuntime, new_container_id
 from conveyor.server.agent.sandbox import of_agent
@@ -49,8 +50,10 @@ class Supervisor:
         on_done: DoneHandler,
         report: Callable[[Outcome], None],
         wake: Callable[[StubRuntime], None],
+        logs: LogSink | None = None,
     ) -> None:
         self.store = store
+        self.logs = logs or LogSink(store, settings.log_limits)
         self.settings = settings
         self.stubs = stubs
         self._spawn = spawn
@@ -201,7 +204,9 @@ class Supervisor:
             "container_id": container.id,
         }
         env = dict(runtime.config.env)
-        spec = ProcessSpec(container.id, init, env, self._on_done, self.on_exit, self._sandbox)
+        spec = ProcessSpec(
+            container.id, init, env, self._on_done, self.on_exit, self._sandbox, self.logs.add
+        )
         process = self._spawn(spec)
         container.processes.append(process)
         ok = await process.start()
@@ -286,6 +291,7 @@ class Supervisor:
     async def _record_exit(
         self, runtime: StubRuntime, attempt: Attempt, reason: KillReason | None, rc: int | None
     ) -> None:
+        self.logs.end(attempt)
         if reason is KillReason.CANCEL:
             return  # the cancel already wrote CANCELLED
         if reason is KillReason.TIMEOUT:
@@ -311,6 +317,7 @@ class Supervisor:
                 status=TaskStatus.FAILED,
                 error=orjson.dumps(crash_error(message)).decode(),
                 retryable=True,
+                exit=process_exit(rc),
             )
         )
 
@@ -323,7 +330,8 @@ class Supervisor:
 
     async def _timeout(self, process: ProcessHandle, attempt: Attempt) -> None:
         timeout = self.stubs[process.stub_id].config.timeout
-        await process.kill(KillReason.TIMEOUT)
+        await process.kill(KillReason.TIMEOUT)  # returns once its last lines are in
+        self.logs.end(attempt)
         self._report(timeout_outcome(attempt, timeout))
 
     def enforce_memory(self) -> None:

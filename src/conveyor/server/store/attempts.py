@@ -1,9 +1,10 @@
 """Task attempts in the SQL store: claim, heartbeat, release and cancel.
 
-An attempt starts when a container claims a task (``fence`` goes up by one) and ends by one of
-these guarded writes, by ``finish`` (``finish.py``) or by the sweep (``sweep.py``). Each write
-from the attempt is fenced, so a container that lost its lease can no longer change the task;
-terminal transitions queue their callbacks in the same transaction (``outbox.py``).
+An attempt starts when a container claims a task (``fence`` goes up by one, and
+``attempt_started_at`` is set) and ends by one of these guarded writes, by ``finish``
+(``finish.py``) or by the sweep (``sweep.py``). Each write from the attempt is fenced, so a
+container that lost its lease can no longer change the task; terminal transitions queue their
+callbacks in the same transaction (``outbox.py``), and a cancel keeps the running attempt's row.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from conveyor import clock
 from conveyor.server.store.driver import Driver, Row, Tx
 from conveyor.server.store.events import CHANNEL
 from conveyor.server.store.guards import guard_sql
+from conveyor.server.store.history import attempt_row, insert_attempts
 from conveyor.server.store.outbox import insert_callbacks
 from conveyor.server.store.records import CancelResult, Event, TaskRecord
 from conveyor.server.store.row_mapping import (
@@ -51,10 +53,11 @@ class AttemptsMixin:
         update = (
             "UPDATE tasks SET status = 'RUNNING', attempt = attempt + 1, fence = fence + 1,"
             " started_at = COALESCE(started_at, ?), container_id = ?, lease_expires_at = ?,"
-            " expires_at = NULL, updated_at = ? WHERE id IN (SELECT id FROM picked)"
+            " expires_at = NULL, updated_at = ?, attempt_started_at = ?"
+            " WHERE id IN (SELECT id FROM picked)"
             f" AND status IN {guard_sql(TaskStatus.RUNNING)} RETURNING seq, {TASK_COLS}"
         )
-        params = [stub_id, t, limit, t, container_id, t + clock.to_us(lease_s), t]
+        params = [stub_id, t, limit, t, container_id, t + clock.to_us(lease_s), t, t]
         if self.driver.dialect.name == "postgres":
             # One statement in one round trip (autocommit) instead of four (BEGIN, the
             # claim, its NOTIFY, COMMIT): the pickup path. Its events go out with it.
@@ -136,7 +139,8 @@ class AttemptsMixin:
             before: dict[str, Row] = {}
             if keys:
                 rows = await tx.execute(
-                    "SELECT id, status, stub_id, container_id FROM tasks"
+                    "SELECT id, status, stub_id, container_id, attempt,"
+                    " COALESCE(attempt_started_at, started_at) FROM tasks"
                     f" WHERE workspace_id = ? AND id IN {placeholders(len(keys))}"
                     f" ORDER BY id{self._for_update}",
                     [workspace_id, *keys],
@@ -160,13 +164,20 @@ class AttemptsMixin:
                     if row[1]
                 ]
                 await insert_callbacks(tx, callbacks, t)
+                ended = []
                 for task_id in sorted(done):
-                    _, status, stub_id, container_id = before[task_id]
+                    _, status, stub_id, container_id, attempt, started_at = before[task_id]
                     if status == TaskStatus.RUNNING:
+                        ended.append(
+                            attempt_row(
+                                task_id, attempt, container_id, started_at, t, "CANCELLED", None
+                            )
+                        )
                         tx.emit(
                             Event("cancel", stub_id, task_id, TaskStatus.CANCELLED, container_id)
                         )
                     tx.emit(Event("task", stub_id, task_id, TaskStatus.CANCELLED, container_id))
+                await insert_attempts(tx, ended)
             result = CancelResult()
             for task_id, key in given.items():
                 if key is None or key not in before:

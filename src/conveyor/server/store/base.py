@@ -238,8 +238,11 @@ class Store(Protocol):
         lines: Sequence[LogLine],
         limits: LogLimits,
         closing: Sequence[tuple[str, int]] = (),
+        *,
+        dropped: Mapping[str, int] | None = None,
     ) -> None:
-        """Keep ``lines`` (in order) within each task's ``limits``; count the rest as dropped.
+        """Keep ``lines`` (in order) within each task's ``limits``; count the rest as dropped,
+        with ``dropped`` more per task (lines the agent did not send, already past them).
         For each ``(task_id, attempt)`` in ``closing`` (that attempt has ended) whose task
         dropped lines not yet told, add the marker line ``[conveyor: N more lines dropped]``.
         Emits one ``logs`` event per task written to."""

@@ -2,7 +2,8 @@
 
 An outcome is applied only while its task is RUNNING at the outcome's fence, so a container
 that lost its lease can no longer change the task; a refused outcome writes nothing, outputs
-included. Terminal transitions queue their callbacks in the same transaction (``outbox.py``).
+included. Terminal transitions queue their callbacks in the same transaction (``outbox.py``),
+and every applied outcome keeps its attempt's row (``history.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import cast
 
 from conveyor import clock
 from conveyor.error_info import ErrorInfo
@@ -18,8 +20,9 @@ from conveyor.errors import OutputTooLarge, StoreUnavailable
 from conveyor.policy import backoff_s, should_retry
 from conveyor.server.store.driver import Driver, Row, Tx
 from conveyor.server.store.guards import guard_sql
+from conveyor.server.store.history import AttemptRow, attempt_row, insert_attempts
 from conveyor.server.store.outbox import insert_callbacks
-from conveyor.server.store.records import Event, Outcome
+from conveyor.server.store.records import AttemptOutcome, Event, Outcome
 from conveyor.server.store.row_mapping import now_us, placeholders
 from conveyor.tasks import TaskStatus
 
@@ -89,8 +92,9 @@ class FinishMixin:
             for status, indexes in by_status.items():
                 write = _batched_writes if batched else _guarded_writes
                 results = await write(tx, status, outcomes, indexes, retry_at, t)
-                callbacks = _mark_applied(tx, status, outcomes, indexes, results, applied)
+                callbacks, ended = _mark_applied(tx, status, outcomes, indexes, results, applied, t)
                 await insert_callbacks(tx, callbacks, t)
+                await insert_attempts(tx, ended)
             await _insert_outputs(tx, outcomes, applied, t)
             return applied
 
@@ -149,7 +153,8 @@ async def _guarded_writes(
             " expires_at = ? + CAST(ttl_s * 1000000 AS BIGINT),"
             " lease_expires_at = NULL, updated_at = ? WHERE id = ? AND fence = ?"
             f" AND status IN {guard_sql(status)}"
-            " RETURNING stub_id, container_id, callback_url, workspace_id",
+            " RETURNING stub_id, container_id, callback_url, workspace_id, attempt,"
+            " COALESCE(attempt_started_at, started_at)",
             [
                 (
                     outcomes[i].error,
@@ -166,7 +171,8 @@ async def _guarded_writes(
         f"UPDATE tasks SET status = '{status.value}', result = ?, error = ?,"
         " ended_at = ?, lease_expires_at = NULL, updated_at = ?"
         f" WHERE id = ? AND fence = ? AND status IN {guard_sql(status)}"
-        " RETURNING stub_id, container_id, callback_url, workspace_id",
+        " RETURNING stub_id, container_id, callback_url, workspace_id, attempt,"
+            " COALESCE(attempt_started_at, started_at)",
         [
             (
                 outcomes[i].result,
@@ -203,7 +209,8 @@ async def _batched_writes(
             " FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[])"
             " AS v(id, fence, error, at)"
             f" WHERE tasks.id = v.id AND tasks.fence = v.fence AND status IN {guard_sql(status)}"
-            " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id",
+            " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id,"
+            " tasks.attempt, COALESCE(tasks.attempt_started_at, tasks.started_at)",
             [t, ids, fences, errors, at],
         )
     else:
@@ -213,7 +220,8 @@ async def _batched_writes(
             " FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[])"
             " AS v(id, fence, result, error)"
             f" WHERE tasks.id = v.id AND tasks.fence = v.fence AND status IN {guard_sql(status)}"
-            " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id",
+            " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id,"
+            " tasks.attempt, COALESCE(tasks.attempt_started_at, tasks.started_at)",
             [t, t, ids, fences, [outcomes[i].result for i in indexes], errors],
         )
     matched = {row[0]: list(row[1:]) for row in rows}
@@ -231,15 +239,30 @@ def _mark_applied(
     indexes: Sequence[int],
     results: list[list[Row]],
     applied: list[bool],
-) -> list[_CallbackRow]:
+    t: int,
+) -> tuple[list[_CallbackRow], list[AttemptRow]]:
     """Mark the outcomes whose write matched as applied and emit their events; the callback
-    rows of those that ended with a ``callback_url``."""
+    rows of those that ended with a ``callback_url``, and the attempt row of each."""
     callbacks: list[_CallbackRow] = []
+    ended: list[AttemptRow] = []
     for i, rows in zip(indexes, results, strict=True):
         if not rows:
             continue
         applied[i] = True
-        stub_id, container_id, callback_url, workspace_id = rows[0]
+        stub_id, container_id, callback_url, workspace_id, attempt, started_at = rows[0]
+        outcome = outcomes[i]
+        ended.append(
+            attempt_row(
+                outcome.task_id,
+                int(attempt),
+                container_id,
+                started_at,
+                t,
+                "CRASHED" if outcome.exit is not None else cast(AttemptOutcome, status.value),
+                outcome.error,
+                outcome.exit,
+            )
+        )
         tx.emit(Event("task", stub_id, outcomes[i].task_id, status, container_id))
         if status is TaskStatus.RETRY:
             tx.emit(Event("enqueued", stub_id))
@@ -253,7 +276,7 @@ def _mark_applied(
                     outcomes[i].result,
                 )
             )
-    return callbacks
+    return callbacks, ended
 
 
 async def _insert_outputs(

@@ -28,6 +28,7 @@ from conveyor.server.store.base import CONTAINER_STALE_S, DEFAULT_MAX_OUTPUT_BYT
 from conveyor.server.store.driver import Dialect, Driver, Migration, Row, Tx, load_migrations
 from conveyor.server.store.finish import FinishMixin
 from conveyor.server.store.group_commit import Enqueuer
+from conveyor.server.store.history import HistoryMixin
 from conveyor.server.store.keys import ServerKeysMixin
 from conveyor.server.store.outbox import OutboxMixin
 from conveyor.server.store.queries import QueriesMixin, StatsCache
@@ -50,6 +51,7 @@ from conveyor.server.store.row_mapping import (
 )
 from conveyor.server.store.sessions import SessionsMixin
 from conveyor.server.store.sweep import SweepMixin
+from conveyor.server.store.task_logs import LogsMixin
 from conveyor.server.store.tenants import TenantsMixin
 
 __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migrations"]
@@ -57,7 +59,7 @@ __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migr
 
 class SqlStore(
     AttemptsMixin, FinishMixin, SweepMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin,
-    SessionsMixin, TenantsMixin,
+    SessionsMixin, TenantsMixin, HistoryMixin, LogsMixin,
 ):
     """``conveyor.server.store.base.Store`` over a :class:`Driver`."""
 

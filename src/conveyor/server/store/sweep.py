@@ -1,7 +1,8 @@
 """The sweep of the SQL store: what no container or client will write any more.
 
 Expired leases (the container is gone) become RETRY or FAILED, tasks waiting past their ttl
-become EXPIRED, and silent containers are removed. Each pass handles a bounded batch and is
+become EXPIRED, and silent containers are removed. An attempt whose lease ran out is kept as
+``LOST``. Each pass handles a bounded batch and is
 safe to run from many processes at once; terminal transitions queue their callbacks in the
 same transaction (``outbox.py``).
 """
@@ -14,6 +15,7 @@ from conveyor.policy import backoff_s, should_retry
 from conveyor.server.store.base import CONTAINER_STALE_S
 from conveyor.server.store.driver import Driver, Tx
 from conveyor.server.store.guards import guard_sql
+from conveyor.server.store.history import attempt_row, insert_attempts
 from conveyor.server.store.outbox import insert_callbacks
 from conveyor.server.store.records import Event, SweepReport
 from conveyor.server.store.row_mapping import WAITING_SQL, now_us
@@ -68,18 +70,21 @@ class SweepMixin:
         Oldest lease first, along the ``tasks_lease`` index: ordering by anything else let
         SQLite walk every stored task (1.5 s at a million, holding the write lock)."""
         rows = await tx.execute(
-            "SELECT id, fence, attempt, max_retries, retry_backoff_s FROM tasks"
+            "SELECT id, fence, attempt, max_retries, retry_backoff_s, container_id,"
+            " COALESCE(attempt_started_at, started_at) FROM tasks"
             " WHERE status = 'RUNNING' AND lease_expires_at < ? ORDER BY lease_expires_at"
             f" LIMIT {SWEEP_BATCH}{self._skip_locked}",
             [t],
         )
         retry, fail = [], []
-        for task_id, fence, attempt, max_retries, base_s in rows:
+        lost = {row[0]: row for row in rows}
+        for task_id, fence, attempt, max_retries, base_s, _, _ in rows:
             if should_retry(int(attempt), int(max_retries), True):
                 retry.append((task_id, int(fence), t + clock.to_us(backoff_s(base_s, attempt))))
             else:
                 fail.append((task_id, int(fence)))
         retried = failed = 0
+        ended: list[str] = []
         if retry:
             results = await tx.execute_each(
                 "UPDATE tasks SET status = 'RETRY', error = ?, runnable_at = ?,"
@@ -91,6 +96,7 @@ class SweepMixin:
             for (task_id, _, _), found in zip(retry, results, strict=True):
                 if found:
                     retried += 1
+                    ended.append(task_id)
                     tx.emit(Event("task", found[0][0], task_id, TaskStatus.RETRY))
                     tx.emit(Event("enqueued", found[0][0]))
         if fail:
@@ -105,6 +111,7 @@ class SweepMixin:
             for (task_id, _), found in zip(fail, results, strict=True):
                 if found:
                     failed += 1
+                    ended.append(task_id)
                     stub_id, callback_url, workspace_id = found[0]
                     tx.emit(Event("task", stub_id, task_id, TaskStatus.FAILED))
                     if callback_url:
@@ -112,4 +119,11 @@ class SweepMixin:
                             (task_id, workspace_id, callback_url, TaskStatus.FAILED, None)
                         )
             await insert_callbacks(tx, callbacks, t)
+        await insert_attempts(
+            tx,
+            [
+                attempt_row(i, lost[i][2], lost[i][5], lost[i][6], t, "LOST", LEASE_LOST_ERROR)
+                for i in ended
+            ],
+        )
         return retried, failed
