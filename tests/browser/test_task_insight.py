@@ -19,16 +19,26 @@ def printed(lines: int, attempt: int = 1) -> list[str]:
 
 
 def test_log_follows_a_running_task_then_keeps_every_line(page: Any, server: Server) -> None:
-    lines = 14  # one every 0.3 s: about 4 s of printing
-    task_id = server.put("chatty", lines=lines, every=0.3)
+    lines = 60  # one every 0.1 s: about 6 s of printing, more than the panel's height
+    task_id = server.put("chatty", lines=lines, every=0.1)
     server.wait_status(task_id, "RUNNING")
     page.goto(f"{server.url}/dashboard/tasks/{task_id}")
     page.evaluate("window.notReloaded = true")
     at_load = page.eval_on_selector_all("#log .ln .x", LINES)
     assert page.get_attribute("#logs", "data-follow") == "1"
     assert printed(lines)[-1] not in at_load  # still to be printed when the page loaded
+    panel = page.locator("#log")
 
-    # A line printed after the page loaded shows up in the panel, no reload.
+    # The panel scrolls in its own box. A reader who scrolled up stays where they are while
+    # lines printed after the page loaded come in, no reload...
+    panel.evaluate("e => new Promise(done => { const wait = () => e.scrollHeight > "
+                   "e.clientHeight + 40 ? done() : setTimeout(wait, 50); wait(); })")
+    count = panel.evaluate("e => { e.scrollTop = 0; return e.querySelectorAll('.ln').length; }")
+    page.wait_for_function("(n) => document.querySelectorAll('#log .ln').length > n + 3",
+                           arg=count)
+    assert panel.evaluate("e => e.scrollTop") == 0
+    # ... and back at the bottom, the panel follows it to the last line.
+    panel.evaluate("e => { e.scrollTop = e.scrollHeight; }")
     page.wait_for_function(
         "(text) => [...document.querySelectorAll('#log .ln .x')].some(e => e.textContent === text)",
         arg=printed(lines)[-1], timeout=15_000,
@@ -38,6 +48,7 @@ def test_log_follows_a_running_task_then_keeps_every_line(page: Any, server: Ser
                            ".includes('ended COMPLETE')")
     assert page.evaluate("window.notReloaded") is True
     assert page.eval_on_selector_all("#log .ln .x", LINES) == printed(lines)  # each line once
+    assert panel.evaluate("e => e.scrollHeight - e.scrollTop - e.clientHeight < 8")
 
     # stderr (every third line) is marked and tinted; stdout is not.
     stderr = page.eval_on_selector_all("#log .ln[data-stream=stderr] .x", LINES)
@@ -47,10 +58,6 @@ def test_log_follows_a_running_task_then_keeps_every_line(page: Any, server: Ser
     tint = "e => getComputedStyle(e).backgroundColor"
     assert (page.eval_on_selector("#log .ln[data-stream=stderr]", tint)
             != page.eval_on_selector("#log .ln[data-stream=stdout]", tint))
-    # The panel scrolls in its own box and followed the bottom.
-    panel = page.locator("#log")
-    assert panel.evaluate("e => e.scrollHeight > e.clientHeight")
-    assert panel.evaluate("e => e.scrollHeight - e.scrollTop - e.clientHeight < 8")
     panel.screenshot(path=str(SCREENSHOTS / "task_logs.png"))
 
     # Opened after the end, the page has every line from the server, and streams nothing.
