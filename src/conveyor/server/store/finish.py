@@ -94,7 +94,8 @@ class FinishMixin:
                 results = await write(tx, status, outcomes, indexes, retry_at, t)
                 callbacks, ended = _mark_applied(tx, status, outcomes, indexes, results, applied, t)
                 await insert_callbacks(tx, callbacks, t)
-                await insert_attempts(tx, ended)
+                if not batched:  # the batched write kept them itself
+                    await insert_attempts(tx, ended)
             await _insert_outputs(tx, outcomes, applied, t)
             return applied
 
@@ -196,40 +197,64 @@ async def _batched_writes(
     t: int,
 ) -> list[list[Row]]:
     """``_guarded_writes`` as one statement over arrays (PostgreSQL): one round trip and one
-    firing of the in-flight trigger for the whole batch, not one per task."""
+    firing of the in-flight trigger for the whole batch, not one per task; the attempt rows
+    (``history.py``) are kept by the same statement."""
     ids = [outcomes[i].task_id for i in indexes]
-    fences = [outcomes[i].fence for i in indexes]
-    errors = [outcomes[i].error for i in indexes]
+    picked = [outcomes[i] for i in indexes]
+    arrays = [
+        ids,
+        [o.fence for o in picked],
+        [o.error for o in picked],
+        [_attempt_outcome(status, o) for o in picked],
+        [o.exit.code if o.exit else None for o in picked],
+        [o.exit.signal if o.exit else None for o in picked],
+    ]
+    values = (
+        "unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::int[], ?::text[], {})"
+        " AS v(id, fence, error, outcome, exit_code, exit_signal, {})"
+    )
     if status is TaskStatus.RETRY:
-        at = [retry_at[i] for i in indexes]
-        rows = await tx.execute(
+        arrays.append([retry_at[i] for i in indexes])
+        update = (
             "UPDATE tasks SET status = 'RETRY', error = v.error, runnable_at = v.at,"
             " expires_at = v.at + CAST(ttl_s * 1000000 AS BIGINT),"
             " lease_expires_at = NULL, updated_at = ?"
-            " FROM unnest(?::text[], ?::bigint[], ?::text[], ?::bigint[])"
-            " AS v(id, fence, error, at)"
-            f" WHERE tasks.id = v.id AND tasks.fence = v.fence AND status IN {guard_sql(status)}"
-            " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id,"
-            " tasks.attempt, COALESCE(tasks.attempt_started_at, tasks.started_at)",
-            [t, ids, fences, errors, at],
+            f" FROM {values.format('?::bigint[]', 'at')}"
         )
+        params: list[object] = [t, *arrays]
     else:
-        rows = await tx.execute(
+        arrays.append([o.result for o in picked])
+        update = (
             f"UPDATE tasks SET status = '{status.value}', result = v.result, error = v.error,"
             " ended_at = ?, lease_expires_at = NULL, updated_at = ?"
-            " FROM unnest(?::text[], ?::bigint[], ?::text[], ?::text[])"
-            " AS v(id, fence, result, error)"
-            f" WHERE tasks.id = v.id AND tasks.fence = v.fence AND status IN {guard_sql(status)}"
-            " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id,"
-            " tasks.attempt, COALESCE(tasks.attempt_started_at, tasks.started_at)",
-            [t, t, ids, fences, [outcomes[i].result for i in indexes], errors],
+            f" FROM {values.format('?::text[]', 'result')}"
         )
+        params = [t, t, *arrays]
+    rows = await tx.execute(
+        f"WITH done AS ({update}"
+        f" WHERE tasks.id = v.id AND tasks.fence = v.fence AND status IN {guard_sql(status)}"
+        " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id, tasks.attempt,"
+        " COALESCE(tasks.attempt_started_at, tasks.started_at) AS started, v.outcome, v.error,"
+        " v.exit_code, v.exit_signal),"
+        " kept AS (INSERT INTO task_attempts (task_id, attempt, container_id, started_at,"
+        " ended_at, outcome, error, exit_code, exit_signal) SELECT id, attempt, container_id,"
+        " COALESCE(started, ?), ?, outcome, error, exit_code, exit_signal FROM done"
+        " ON CONFLICT DO NOTHING)"
+        " SELECT id, stub_id, container_id, callback_url, workspace_id, attempt, started"
+        " FROM done",
+        [*params, t, t],
+    )
     matched = {row[0]: list(row[1:]) for row in rows}
     results: list[list[Row]] = []
     for task_id in ids:  # a task named twice in one batch is applied once, as row by row
         found = matched.pop(task_id, None)
         results.append([tuple(found)] if found is not None else [])
     return results
+
+
+def _attempt_outcome(status: TaskStatus, outcome: Outcome) -> AttemptOutcome:
+    """How the attempt ended: as its task moved, or ``CRASHED`` when its process died."""
+    return "CRASHED" if outcome.exit is not None else cast(AttemptOutcome, status.value)
 
 
 def _mark_applied(
@@ -258,7 +283,7 @@ def _mark_applied(
                 container_id,
                 started_at,
                 t,
-                "CRASHED" if outcome.exit is not None else cast(AttemptOutcome, status.value),
+                _attempt_outcome(status, outcome),
                 outcome.error,
                 outcome.exit,
             )
