@@ -30,7 +30,7 @@ CHROMIUM_ARGS = [
 HANDLERS = Path(__file__).with_name("handlers.py")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "screenshots"
 TOKEN = "cv_browser_test_token"
-QUEUES = ("work", "slow", "backlog", "boom", "long_named")
+QUEUES = ("work", "slow", "backlog", "chatty", "boom", "long_named")
 
 
 @dataclass
@@ -165,3 +165,11 @@ def sign_in(page: Any, server: Server) -> None:
 def screenshot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+def badge_is(page: Any, selector: str, status: str) -> None:
+    """Wait until the element at ``selector`` reads ``status`` (a live update)."""
+    page.wait_for_function(
+        "([selector, status]) => document.querySelector(selector)?.textContent === status",
+        arg=[selector, status],
+    )

@@ -13,14 +13,7 @@ import httpx
 from conveyor.queue_config import QueueConfig
 from conveyor.server.run import DEFAULT_WORKSPACE
 from conveyor.server.store import open_store
-from tests.browser.conftest import Server, csp_violations, screenshot
-
-
-def badge_is(page: Any, selector: str, status: str) -> None:
-    page.wait_for_function(
-        "([selector, status]) => document.querySelector(selector)?.textContent === status",
-        arg=[selector, status],
-    )
+from tests.browser.conftest import Server, badge_is, csp_violations, screenshot
 
 
 def test_sign_in_rejects_a_wrong_token_and_sign_out_forgets_the_cookie(

@@ -20,7 +20,7 @@ from conveyor.server.app import server_app
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.gateway.state import TOKEN_CACHE_S
 from conveyor.server.store.base import Store
-from tests.gateway.conftest import BASE, Tenant
+from tests.gateway.conftest import BASE, Tenant, deploy, finish, start
 
 SIGNIN = "/dashboard/signin"
 _CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
@@ -124,6 +124,28 @@ async def test_cancel_needs_the_sessions_csrf_header(
         assert refused.status_code == 403 and "x-conveyor-csrf" in refused.json()["error"]
     ok = await http.post("/dashboard/live/cancel", json=body, headers={"X-Conveyor-CSRF": token})
     assert ok.status_code == 200 and ok.json()["cancelled"] == []
+
+
+async def test_a_tasks_live_log_is_its_workspaces_only(
+    store: Store, http: httpx.AsyncClient, alice: Tenant, mallory: Tenant
+) -> None:
+    stub = await deploy(store, alice, "q")
+    task_id = (await http.post("/taskqueue/q", json={}, headers=alice.auth)).json()["task_id"]
+    await finish(store, await start(store, stub))
+    logs = f"/dashboard/live/tasks/{task_id}/logs"
+    assert (await http.get(logs)).status_code == 401  # no session
+    await signed_in(http, mallory.token)
+    for path in (logs, "/dashboard/live/tasks/nosuch/logs"):
+        foreign = await http.get(path)
+        assert foreign.status_code == 404 and "unknown task" in foreign.json()["error"]
+    assert (await http.get(f"/dashboard/tasks/{task_id}")).status_code == 404
+    # Alice's own session gets the stream: the task has ended, so it ends at once.
+    async with httpx.AsyncClient(transport=http._transport, base_url=BASE) as own:
+        await signed_in(own, alice.token)
+        answer = await own.get(logs)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        assert answer.text.endswith('event: end\ndata: {"status":"COMPLETE"}\n\n')
 
 
 async def test_a_revoked_tokens_session_is_signed_out_and_the_api_refuses_it(

@@ -1,4 +1,5 @@
-"""Routes the page scripts call with the sign-in cookie: live statuses and cancel.
+"""Routes the page scripts call with the sign-in cookie: live statuses, a task's live log,
+and cancel.
 
 Statuses come from the stream the API's SSE route serves (``GET /v2/task/{id}/subscribe``), one
 per task, merged here into one response: a browser opens at most six HTTP/1.1 connections per
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.errors import NotFound
-from conveyor.server.gateway import answers
+from conveyor.server.gateway import answers, insight
 from conveyor.server.gateway.bodies import read_object
 from conveyor.server.gateway.responses import OrjsonResponse, error_response
 from conveyor.server.gateway.state import gateway_state
@@ -53,6 +54,16 @@ async def subscribe(request: Request, workspace: Workspace) -> Response:
         slot.release()
         raise
     return EventStream(_merged(streams), slot, watchers)
+
+
+async def logs(request: Request, workspace: Workspace) -> Response:
+    """The API's log stream of one task (``GET /v2/task/{id}/logs/stream``), resuming as it
+    does after ``Last-Event-ID`` (a reconnecting ``EventSource`` sends it) or else ``?cursor=``:
+    the ``next_cursor`` of the lines the page was rendered with, or the last line id seen by a
+    script that had to open a new ``EventSource``."""
+    cursor = request.headers.get("last-event-id") or request.query_params.get("cursor") or None
+    task_id = request.path_params["task_id"]
+    return await insight.log_stream(gateway_state(request), workspace, task_id, cursor)
 
 
 async def cancel(request: Request, workspace: Workspace) -> Response:

@@ -119,17 +119,25 @@ async def tasks_page(request: Request, workspace: Workspace) -> Response:
 
 
 async def task_page(request: Request, workspace: Workspace) -> Response:
-    return await _task(request, workspace, "task.html")
+    return await _task(request, workspace, "task.html", with_logs=True)
 
 
 async def task_detail(request: Request, workspace: Workspace) -> Response:
+    """The part of the task page its script replaces on each status change; the log panel
+    is outside it (its lines are streamed, never rendered twice)."""
     return await _task(request, workspace, "task_detail.html")
 
 
-async def _task(request: Request, workspace: Workspace, template: str) -> Response:
+async def _task(
+    request: Request, workspace: Workspace, template: str, with_logs: bool = False
+) -> Response:
     task_id = request.path_params["task_id"]
     try:
+        # The task before its log: the page streams the rest of the log unless the task had
+        # already ended (its lines were stored) and this first page holds them all.
         task = await api.task(request, workspace, task_id)
+        seen = await api.task_insight(request, workspace, task_id)
+        logs = await api.task_logs(request, workspace, task_id) if with_logs else None
     except NotFound:
         return _page(request, "not_found.html", 404, workspace=workspace, task_id=task_id)
-    return _page(request, template, workspace=workspace, task=task)
+    return _page(request, template, workspace=workspace, task=task, logs=logs, **seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jinja2
@@ -17,6 +18,27 @@ def when(iso: str | None) -> str:
     if not iso:
         return "—"
     return iso.replace("T", " ").split(".")[0].removesuffix("Z") + "Z"
+
+
+def duration(seconds: float | None) -> str:
+    """``duration_s`` as ``350 ms``, ``1.2 s``, ``3 min 4 s``, ``2 h 5 min``; blank for none
+    (the task has not ended). ``dashboard.js`` has the same function for live rows."""
+    if seconds is None:
+        return ""
+    # Each unit is chosen after rounding (half up, as JavaScript's Math.round), so 59.96 s is
+    # "1 min 0 s", never "60.0 s".
+    if _round(seconds * 1000) < 1000:
+        return f"{_round(seconds * 1000)} ms"
+    if _round(seconds * 10) < 600:
+        return f"{_round(seconds * 10) / 10:.1f} s"
+    whole = _round(seconds)
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+def _round(value: float) -> int:
+    return math.floor(value + 0.5)
 
 
 def pretty(value: Any) -> str:
@@ -38,7 +60,9 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_env.filters.update(when=when, pretty=pretty, pretty_text=pretty_text)
+_env.filters.update(
+    when=when, duration=duration, pretty=pretty, pretty_text=pretty_text
+)
 _env.globals.update(
     prefix=PREFIX,
     statuses=[status.value for status in TaskStatus],

@@ -35,6 +35,7 @@ _pages = Mount(
         # A POST with the session's CSRF token; a GET answers 405 and signs no one out.
         Route("/signout", pages.signout, methods=["POST"]),
         Route("/live/tasks", live_route(live.subscribe), methods=["GET"]),
+        Route("/live/tasks/{task_id}/logs", live_route(live.logs), methods=["GET"]),
         Route("/live/cancel", write_route(live.cancel), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ],

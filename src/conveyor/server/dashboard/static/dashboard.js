@@ -1,4 +1,5 @@
-// Conveyor dashboard: live statuses (one EventSource per page), queue refresh, confirmed cancel.
+// Conveyor dashboard: live statuses (one EventSource per page), a task's live log, queue
+// refresh, confirmed cancel.
 // Every request carries the HttpOnly sign-in cookie; scripts never see the token.
 "use strict";
 
@@ -7,10 +8,23 @@ const PREFIX = document.body.dataset.prefix;
 const CSRF = document.body.dataset.csrf;
 const TERMINAL = new Set(["COMPLETE", "CANCELLED", "TIMEOUT", "EXPIRED", "FAILED"]);
 const QUEUE_REFRESH_MS = 2000;
+// Log lines (and attempt marks) the page keeps; older ones leave it as new ones come, so a
+// task printing tens of thousands of lines stays fast. The API keeps them all.
+const LOG_KEEP = 5000;
 
 // Same text as the server's `when` filter.
 function when(iso) {
   return iso ? iso.replace("T", " ").split(".")[0].replace(/Z$/, "") + "Z" : "—";
+}
+
+// Same text as the server's `duration` filter: blank for none.
+function duration(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  if (Math.round(seconds * 1000) < 1000) return Math.round(seconds * 1000) + " ms";
+  if (Math.round(seconds * 10) < 600) return (Math.round(seconds * 10) / 10).toFixed(1) + " s";
+  const whole = Math.round(seconds);
+  if (whole < 3600) return `${Math.floor(whole / 60)} min ${whole % 60} s`;
+  return `${Math.floor(whole / 3600)} h ${Math.floor((whole % 3600) / 60)} min`;
 }
 
 // A fetch that gives up on a signed-out session: the page reloads into the sign-in form.
@@ -62,6 +76,7 @@ function tasksPage() {
       row.querySelector(`[data-field=${field}]`).textContent = when(task[field]);
     }
     row.querySelector("[data-field=attempts]").textContent = task.attempts;
+    row.querySelector("[data-field=duration]").textContent = duration(task.duration_s);
     const container = row.querySelector("[data-field=container_id]");
     container.textContent = container.title = task.container_id || "—";
   });
@@ -108,6 +123,101 @@ function taskPage() {
   });
 }
 
+// The same markup as the `log_line` and `attempt_mark` macros; text only, never HTML.
+function logLine(line) {
+  const row = document.createElement("div");
+  row.className = "ln";
+  row.dataset.stream = line.stream;
+  row.dataset.attempt = line.attempt;
+  row.title = `${line.timestamp} · ${line.stream} · attempt ${line.attempt}`;
+  const parts = [
+    ["t", line.timestamp.slice(11, 19)],
+    ["s", line.stream === "stderr" ? "err" : "out"],
+    ["x", line.line],
+  ];
+  for (const [className, text] of parts) {
+    const span = document.createElement("span");
+    span.className = className;
+    span.textContent = text;
+    row.append(span);
+  }
+  return row;
+}
+
+function attemptMark(attempt) {
+  const mark = document.createElement("div");
+  mark.className = "attempt-mark";
+  mark.dataset.attempt = attempt;
+  mark.textContent = "attempt " + attempt;
+  return mark;
+}
+
+// The log panel: the lines the server rendered, then (while the task runs) the rest, streamed.
+// Lines arriving between two frames go in at once, as one DocumentFragment, and the panel
+// follows the bottom unless the reader scrolled up.
+function logPanel() {
+  const section = document.getElementById("logs");
+  const panel = document.getElementById("log");
+  const note = document.getElementById("log-note");
+  const stream = `${PREFIX}/live/tasks/${encodeURIComponent(document.body.dataset.taskId)}/logs`;
+  let shown = panel.querySelectorAll(".ln").length;
+  let dropped = 0;
+  let attempt = Number(panel.lastElementChild?.dataset.attempt || 1);
+  let cursor = section.dataset.cursor;
+  let pending = [];
+  let ended = null;
+  panel.scrollTop = panel.scrollHeight;
+  if (!section.dataset.follow) return;
+
+  function tell() {
+    const parts = [`${shown + dropped} line(s)`];
+    if (dropped) parts.push(`the first ${dropped} left this page (the API keeps them)`);
+    parts.push(ended ? "ended " + ended : "following live");
+    note.textContent = parts.join(" · ");
+  }
+  function flush() {
+    const atBottom = panel.scrollHeight - panel.scrollTop - panel.clientHeight < 8;
+    const fragment = document.createDocumentFragment();
+    for (const line of pending) {
+      if (line.attempt !== attempt) fragment.append(attemptMark((attempt = line.attempt)));
+      fragment.append(logLine(line));
+    }
+    shown += pending.length;
+    pending = [];
+    panel.append(fragment);
+    while (panel.childElementCount > LOG_KEEP) {
+      if (panel.firstElementChild.classList.contains("ln")) {
+        shown -= 1;
+        dropped += 1;
+      }
+      panel.firstElementChild.remove();
+    }
+    if (atBottom) panel.scrollTop = panel.scrollHeight;
+    if (ended) panel.dataset.empty = "Nothing printed.";
+    tell();
+  }
+  function connect() {
+    const source = new EventSource(`${stream}?cursor=${encodeURIComponent(cursor)}`);
+    source.addEventListener("log", (event) => {
+      cursor = event.lastEventId;
+      pending.push(JSON.parse(event.data));
+      if (pending.length === 1) requestAnimationFrame(flush);
+    });
+    source.addEventListener("end", (event) => {
+      source.close();
+      ended = JSON.parse(event.data).status;
+      if (pending.length === 0) flush();
+    });
+    // The browser reconnects by itself (sending Last-Event-ID) unless the answer was refused
+    // (signed out, too many streams): then a new source starts after the last line seen.
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
+    };
+  }
+  tell();
+  connect();
+}
+
 function queuesPage() {
   const body = document.getElementById("queue-rows");
   const stamp = document.getElementById("refreshed");
@@ -126,6 +236,6 @@ function queuesPage() {
   setTimeout(refresh, QUEUE_REFRESH_MS);
 }
 
-const PAGES = { tasks: tasksPage, task: taskPage, queues: queuesPage };
+const PAGES = { tasks: tasksPage, task: () => { taskPage(); logPanel(); }, queues: queuesPage };
 const start = PAGES[document.body.dataset.page];
 if (start) start();
