@@ -81,6 +81,21 @@ async def test_each_attempt_is_kept_by_the_write_that_ends_it(
     assert await store.task_attempts(task_id, (await store.ensure_workspace("x")).id) is None
 
 
+async def test_a_completed_attempt_is_read_from_its_task_row(
+    store: Store, stub: Stub, ws: Workspace
+) -> None:
+    """The common case keeps no attempt row: the task row tells the same."""
+    task_id = await one_task(store, stub)
+    [task] = await store.claim(stub.id, "c-1", 1, 30, now=T0 + 1)
+    await store.finish([Outcome(task_id, task.fence, S.COMPLETE, result="1")], now=T0 + 2)
+    attempts = await store.task_attempts(task_id, ws.id)
+    assert attempts is not None
+    assert [(a.attempt, a.container_id, a.outcome, a.started_at, a.ended_at, a.error)
+            for a in attempts] == [
+        (1, "c-1", "COMPLETE", clock.to_us(T0 + 1), clock.to_us(T0 + 2), None)
+    ]  # fmt: skip
+
+
 async def test_a_cancel_ends_the_running_attempt_and_a_release_keeps_none(
     store: Store, stub: Stub, ws: Workspace
 ) -> None:
@@ -88,12 +103,17 @@ async def test_a_cancel_ends_the_running_attempt_and_a_release_keeps_none(
     [task] = await store.claim(stub.id, "c-1", 1, 30, now=T0)
     await store.release([(task_id, task.fence)], now=T0 + 1)  # a drain: not an attempt
     assert await store.task_attempts(task_id, ws.id) == []
-    await store.claim(stub.id, "c-2", 1, 30, now=T0 + 2)
-    await store.cancel(ws.id, [task_id], now=T0 + 3)
+    [task] = await store.claim(stub.id, "c-2", 1, 30, now=T0 + 2)
+    oops = orjson.dumps({"type": "OSError", "message": "first"}).decode()
+    await store.finish([Outcome(task_id, task.fence, S.FAILED, error=oops, retryable=True)],
+                       now=T0 + 3)  # fmt: skip
+    await store.claim(stub.id, "c-3", 1, 30, now=T0 + 10)
+    await store.cancel(ws.id, [task_id], now=T0 + 11)
     attempts = await store.task_attempts(task_id, ws.id)
     assert attempts is not None
-    assert [(a.attempt, a.container_id, a.outcome, a.ended_at) for a in attempts] == [
-        (1, "c-2", "CANCELLED", clock.to_us(T0 + 3))
+    assert [(a.attempt, a.container_id, a.outcome, a.ended_at, a.error) for a in attempts] == [
+        (1, "c-2", "RETRY", clock.to_us(T0 + 3), oops),
+        (2, "c-3", "CANCELLED", clock.to_us(T0 + 11), None),  # not the error before
     ]
     never_ran = await one_task(store, stub)
     await store.cancel(ws.id, [never_ran])

@@ -4,7 +4,7 @@ An attempt starts when a container claims a task (``fence`` goes up by one, and
 ``attempt_started_at`` is set) and ends by one of these guarded writes, by ``finish``
 (``finish.py``) or by the sweep (``sweep.py``). Each write from the attempt is fenced, so a
 container that lost its lease can no longer change the task; terminal transitions queue their
-callbacks in the same transaction (``outbox.py``), and a cancel keeps the running attempt's row.
+callbacks in the same transaction (``outbox.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from conveyor import clock
 from conveyor.server.store.driver import Driver, Row, Tx
 from conveyor.server.store.events import CHANNEL
 from conveyor.server.store.guards import guard_sql
-from conveyor.server.store.history import attempt_row, insert_attempts
 from conveyor.server.store.outbox import insert_callbacks
 from conveyor.server.store.records import CancelResult, Event, TaskRecord
 from conveyor.server.store.row_mapping import (
@@ -139,8 +138,7 @@ class AttemptsMixin:
             before: dict[str, Row] = {}
             if keys:
                 rows = await tx.execute(
-                    "SELECT id, status, stub_id, container_id, attempt,"
-                    " COALESCE(attempt_started_at, started_at) FROM tasks"
+                    "SELECT id, status, stub_id, container_id FROM tasks"
                     f" WHERE workspace_id = ? AND id IN {placeholders(len(keys))}"
                     f" ORDER BY id{self._for_update}",
                     [workspace_id, *keys],
@@ -164,20 +162,13 @@ class AttemptsMixin:
                     if row[1]
                 ]
                 await insert_callbacks(tx, callbacks, t)
-                ended = []
                 for task_id in sorted(done):
-                    _, status, stub_id, container_id, attempt, started_at = before[task_id]
+                    _, status, stub_id, container_id = before[task_id]
                     if status == TaskStatus.RUNNING:
-                        ended.append(
-                            attempt_row(
-                                task_id, attempt, container_id, started_at, t, "CANCELLED", None
-                            )
-                        )
                         tx.emit(
                             Event("cancel", stub_id, task_id, TaskStatus.CANCELLED, container_id)
                         )
                     tx.emit(Event("task", stub_id, task_id, TaskStatus.CANCELLED, container_id))
-                await insert_attempts(tx, ended)
             result = CancelResult()
             for task_id, key in given.items():
                 if key is None or key not in before:

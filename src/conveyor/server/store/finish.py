@@ -208,10 +208,11 @@ async def _batched_writes(
         [_attempt_outcome(status, o) for o in picked],
         [o.exit.code if o.exit else None for o in picked],
         [o.exit.signal if o.exit else None for o in picked],
+        [keeps_row(status, o) for o in picked],
     ]
     values = (
-        "unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::int[], ?::text[], {})"
-        " AS v(id, fence, error, outcome, exit_code, exit_signal, {})"
+        "unnest(?::text[], ?::bigint[], ?::text[], ?::text[], ?::int[], ?::text[],"
+        " ?::boolean[], {}) AS v(id, fence, error, outcome, exit_code, exit_signal, keep, {})"
     )
     if status is TaskStatus.RETRY:
         arrays.append([retry_at[i] for i in indexes])
@@ -235,11 +236,11 @@ async def _batched_writes(
         f" WHERE tasks.id = v.id AND tasks.fence = v.fence AND status IN {guard_sql(status)}"
         " RETURNING tasks.id, stub_id, container_id, callback_url, workspace_id, tasks.attempt,"
         " COALESCE(tasks.attempt_started_at, tasks.started_at) AS started, v.outcome, v.error,"
-        " v.exit_code, v.exit_signal),"
+        " v.exit_code, v.exit_signal, v.keep),"
         " kept AS (INSERT INTO task_attempts (task_id, attempt, container_id, started_at,"
         " ended_at, outcome, error, exit_code, exit_signal) SELECT id, attempt, container_id,"
         " COALESCE(started, ?), ?, outcome, error, exit_code, exit_signal FROM done"
-        " ON CONFLICT DO NOTHING)"
+        " WHERE keep ON CONFLICT DO NOTHING)"
         " SELECT id, stub_id, container_id, callback_url, workspace_id, attempt, started"
         " FROM done",
         [*params, t, t],
@@ -250,6 +251,13 @@ async def _batched_writes(
         found = matched.pop(task_id, None)
         results.append([tuple(found)] if found is not None else [])
     return results
+
+
+def keeps_row(status: TaskStatus, outcome: Outcome) -> bool:
+    """Whether the attempt needs a row of its own: not when it ends its task as its status
+    says (COMPLETE, FAILED, TIMEOUT), whose row tells the same (``history.py`` reads it
+    there) — the common case writes nothing more."""
+    return status is TaskStatus.RETRY or outcome.exit is not None
 
 
 def _attempt_outcome(status: TaskStatus, outcome: Outcome) -> AttemptOutcome:
@@ -267,7 +275,7 @@ def _mark_applied(
     t: int,
 ) -> tuple[list[_CallbackRow], list[AttemptRow]]:
     """Mark the outcomes whose write matched as applied and emit their events; the callback
-    rows of those that ended with a ``callback_url``, and the attempt row of each."""
+    rows of those that ended with a ``callback_url``, and the attempt rows to keep."""
     callbacks: list[_CallbackRow] = []
     ended: list[AttemptRow] = []
     for i, rows in zip(indexes, results, strict=True):
@@ -276,18 +284,19 @@ def _mark_applied(
         applied[i] = True
         stub_id, container_id, callback_url, workspace_id, attempt, started_at = rows[0]
         outcome = outcomes[i]
-        ended.append(
-            attempt_row(
-                outcome.task_id,
-                int(attempt),
-                container_id,
-                started_at,
-                t,
-                _attempt_outcome(status, outcome),
-                outcome.error,
-                outcome.exit,
+        if keeps_row(status, outcome):
+            ended.append(
+                attempt_row(
+                    outcome.task_id,
+                    int(attempt),
+                    container_id,
+                    started_at,
+                    t,
+                    _attempt_outcome(status, outcome),
+                    outcome.error,
+                    outcome.exit,
+                )
             )
-        )
         tx.emit(Event("task", stub_id, outcomes[i].task_id, status, container_id))
         if status is TaskStatus.RETRY:
             tx.emit(Event("enqueued", stub_id))

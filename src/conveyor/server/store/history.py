@@ -1,8 +1,10 @@
 """A task's input and its attempts in the SQL store (DESIGN A8).
 
-An attempt is kept as a row when it ends, by the same transaction that ends it (``finish``,
-``cancel``, the lease sweep), so no later attempt overwrites an earlier one's error. The
-attempt that runs is read from its task row, so a claim writes nothing more.
+An attempt that does not end its task (RETRY), whose process died (CRASHED, with its exit) or
+whose lease ran out (LOST) is kept as a row by the same transaction that ends it (``finish``,
+the lease sweep), so no later attempt overwrites an earlier one's error. The attempt that runs,
+and the one that ended its task as the task's status says, are read from the task row: the
+common case, one attempt that completes, writes nothing more than before.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from conveyor.server.store.records import AttemptInfo, AttemptOutcome, ProcessEx
 from conveyor.server.store.row_mapping import canonical_id
 from conveyor.tasks import TaskStatus
 
+#: Statuses an attempt ends its task with (a cancel kills the attempt that runs). Such an
+#: attempt keeps no row: the task row tells its end, outcome and error.
+_ENDED_BY_AN_ATTEMPT = frozenset(
+    {TaskStatus.COMPLETE, TaskStatus.FAILED, TaskStatus.TIMEOUT, TaskStatus.CANCELLED}
+)
 #: A ``task_attempts`` row: task id, attempt, container id, started at, ended at, outcome,
 #: error (JSON text), exit code, exit signal.
 AttemptRow = tuple[str, int, str, int, int, str, str | None, int | None, str | None]
@@ -77,8 +84,8 @@ class HistoryMixin:
 
         async def op(tx: Tx) -> list[AttemptInfo] | None:
             found = await tx.execute(
-                "SELECT status, attempt, container_id, COALESCE(attempt_started_at, started_at)"
-                " FROM tasks WHERE id = ? AND workspace_id = ?",
+                "SELECT status, attempt, container_id, COALESCE(attempt_started_at, started_at),"
+                " ended_at, error FROM tasks WHERE id = ? AND workspace_id = ?",
                 [key, workspace_id],
             )
             if not found:
@@ -89,15 +96,34 @@ class HistoryMixin:
                 [key],
             )
             attempts = [_to_attempt(row) for row in rows]
-            status, attempt, container_id, started_at = found[0]
-            ended = {a.attempt for a in attempts}
-            if status == TaskStatus.RUNNING and int(attempt) not in ended:
+            status, attempt, container_id, started_at, ended_at, error = found[0]
+            last = _last_attempt(TaskStatus(status), int(attempt), container_id, ended_at, error)
+            if last is not None and started_at is not None and last[0] not in {
+                a.attempt for a in attempts
+            }:
+                number, outcome, ended, error = last
                 attempts.append(
-                    AttemptInfo(int(attempt), container_id, int(started_at), None, None, None, None)
+                    AttemptInfo(number, container_id, int(started_at), ended, outcome, error, None)
                 )
             return attempts
 
         return await self.driver.read(op)
+
+
+def _last_attempt(
+    status: TaskStatus, attempt: int, container_id: str, ended_at: int | None, error: str | None
+) -> tuple[int, AttemptOutcome | None, int | None, str | None] | None:
+    """The task's last attempt as its own row tells it, when no row of the attempt was kept:
+    the one running, or the one that ended the task as its status says."""
+    if attempt < 1:
+        return None
+    if status is TaskStatus.RUNNING:
+        return attempt, None, None, None
+    if status in _ENDED_BY_AN_ATTEMPT and ended_at is not None:
+        # (a cancel leaves the error of an attempt before in the task row: not this one's)
+        own_error = None if status is TaskStatus.CANCELLED else error
+        return attempt, cast(AttemptOutcome, status.value), int(ended_at), own_error
+    return None
 
 
 def _to_attempt(row: Row) -> AttemptInfo:
