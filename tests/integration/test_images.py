@@ -22,7 +22,7 @@ from conveyor.server.gateway.views import queue_json
 from conveyor.server.store.records import AgentInfo
 from conveyor.tasks import TaskStatus
 from tests.integration.conftest import Harness, error_of, result_of
-from tests.sandboxing import sandbox_settings
+from tests.sandboxing import require_sandbox, sandbox_settings
 
 SIX = """
     import os, sys, time
@@ -181,3 +181,49 @@ async def test_requirements_file_and_commands_once_and_a_second_agent_reuses_it(
     assert result_of(view) == {"six": "1.16.0", "commands": ["1.16.0"]}  # commands ran once
     assert log.stat().st_mtime_ns == built and ready.exists()
     assert first and not second
+
+
+async def test_an_images_commands_run_sandboxed(
+    harness: Harness, tmp_path: Path, uv_cache: Path
+) -> None:
+    require_sandbox()
+    agent_site = site_packages()[0]
+    source = """
+        import os, sys
+
+        def handler():
+            with open(os.path.join(sys.prefix, "reached.txt")) as said:
+                return said.read().split()
+    """
+    image = Image(commands=[
+        f"ls {agent_site} >/dev/null 2>&1 && echo read-agent-site >> reached.txt || true",
+        f"touch {sys.prefix}/mallory 2>/dev/null && echo wrote-agent >> reached.txt || true",
+        "touch /usr/mallory 2>/dev/null && echo wrote-usr >> reached.txt || true",
+        "echo done >> reached.txt",
+    ])  # fmt: skip
+    stub = await harness.queue("mallory", source, image=image)
+    await harness.start_agent([stub], uv_cache=uv_cache)
+    view = await harness.wait(await harness.put(stub), timeout=120)
+    assert view.task.status is TaskStatus.COMPLETE, view.task
+    assert result_of(view) == ["done"]
+    assert not Path(sys.prefix, "mallory").exists()
+
+
+async def test_a_requirements_file_cannot_read_the_agents_files_into_its_error(
+    harness: Harness, tmp_path: Path, uv_cache: Path
+) -> None:
+    """uv quotes a file a requirements file includes (``-r``) in its error: the build sees
+    what a handler sees, so a file of the agent's (a token) is not there to quote."""
+    require_sandbox()
+    secret = tmp_path.parent / f"{tmp_path.name}-agent-only" / "token"
+    secret.parent.mkdir()
+    secret.write_text("cv_agents_secret_token\n")
+    stub = await harness.queue("nosy", "def handler():\n    return 1\n",
+                               image=Image(requirements="requirements.txt"))  # fmt: skip
+    (tmp_path / "code" / "nosy" / "requirements.txt").write_text(f"-r {secret}\n")
+    await harness.start_agent([stub], uv_cache=uv_cache)
+    view = await harness.wait(await harness.put(stub), timeout=120)
+    assert view.task.status is TaskStatus.FAILED
+    error = error_of(view)
+    assert error["type"] == "ImageBuildError" and str(secret) in error["message"]
+    assert "cv_agents_secret_token" not in error["message"].replace(str(secret), "")

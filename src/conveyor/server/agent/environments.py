@@ -125,8 +125,7 @@ class Environments:
                 shutil.rmtree(path, ignore_errors=True)
                 _write(self._file(key, "failed"), exc.message)
                 self._states[key] = BuildState("failed", exc.message)
-                cause = exc.message.rstrip().splitlines()[-2:-1] or ["?"]
-                self._say(f"✗ the image of {label} failed to build: {cause[0].strip()}")
+                self._say(f"✗ the image of {label} failed to build: {_cause(exc.message)}")
                 raise
             except BaseException:
                 self._states.pop(key, None)
@@ -227,6 +226,14 @@ class Environments:
             with contextlib.suppress(OSError):
                 times.append(path.stat().st_mtime)
         return max(times)
+
+
+def _cause(output: str) -> str:
+    """The line of a failed build's output that says why: uv's last ``cause:`` or
+    ``error:``, else the step that failed."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    said = [line for line in lines if line.startswith(("cause:", "error:"))]
+    return (said or lines or ["no output"])[-1]
 
 
 def _names(folder: Path) -> list[str]:

@@ -5,11 +5,14 @@ conveyor's worker side needs (``orjson`` at this agent's version); a copy of con
 side (never the server, the CLI or the direct producer) into its site-packages; the image's
 ``commands``; a check that the runner imports there.
 
-uv is trusted and runs as the agent, but it runs no package's code when the agent sandboxes:
-it installs wheels only (``--no-build``), since a source distribution's build is arbitrary
-code. Everything that runs the environment's Python (``.pth`` files of its packages run at
-start) and the ``commands`` run in the sandbox, with the environment as the only writable
-folder.
+``uv venv`` runs as the agent: its only input from the tenant is a checked version number.
+Everything else runs in the agent's sandbox when it has one. ``uv pip install`` reads what the
+tenant wrote (a requirements file can name a file to read, and uv would quote it back in its
+error), so it sees only what a handler sees plus the environment and uv's cache (writable),
+the local indexes and uv's own binary, with none of the agent's variables; and it installs
+wheels only (``--no-build``): a source distribution's build is arbitrary code. What runs the
+environment's Python (a package's ``.pth`` file runs at every start) and the ``commands`` run
+there too, with the environment as the only writable folder.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import conveyor
 from conveyor.errors import ImageBuildError
 from conveyor.image import Image
 from conveyor.server.agent import sandbox as sandboxing
-from conveyor.server.agent.package_index import uv_variables
+from conveyor.server.agent.package_index import local_sources, uv_variables
 
 #: A build that takes longer is stopped and counts as failed.
 BUILD_TIMEOUT_S = 1800.0
@@ -53,6 +56,12 @@ _CHECK = (
     "import compileall, sys; ok = compileall.compile_dir(sys.argv[1], quiet=1); "
     "import conveyor.runner.main; sys.exit(0 if ok else 1)"
 )
+#: The agent's variables uv may need to reach an index (proxies, certificates); the rest of
+#: its environment (a token, the store's URL) never reaches a build.
+_NETWORK_VARIABLES = (
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+    "no_proxy", "all_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,9 @@ def spec_of(image: Image, code_root: Path) -> Spec:
         if len(data) > REQUIREMENTS_MAX:
             raise ImageBuildError(f"image.requirements: {image.requirements} is over 1 MiB")
         requirements = data.decode("utf-8", errors="replace")
+    for text in (*image.python_packages, requirements or ""):
+        if "${" in text:  # uv would put a variable of the build's in, and maybe in its error
+            raise ImageBuildError("image: requirements cannot name environment variables (${…})")
     if image.python_version is not None:
         python, interpreter = image.python_version, image.python_version
     else:
@@ -160,10 +172,13 @@ class Build:
     async def _steps(self) -> list[Path]:
         spec = self.spec
         self._write(f"# image {spec.key}: {orjson.dumps(spec.image.to_dict()).decode()}\n")
-        uv = _uv_binary()
-        env = self._uv_env()
+        uv, env = _uv_binary(), self._uv_env()
+        # (the agent's PATH and HOME: where uv finds the machine's Pythons)
+        outside = {**env, "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                   "HOME": os.environ.get("HOME", "/tmp")}  # fmt: skip
         await self._step("uv venv", [uv, "venv", "--no-project", "--python", spec.python,
-                                     str(self.path)], env)  # fmt: skip
+                                     str(self.path)], outside)  # fmt: skip
+        runtime = await self._base_folders()
         install = [uv, "pip", "install", "--python", str(self.python), "--compile-bytecode"]
         if self.sandbox is not None:
             install.append("--no-build")  # a source distribution's build runs its code
@@ -172,23 +187,28 @@ class Build:
             copy = self.path / "conveyor-requirements.txt"  # exactly the content hashed
             copy.write_text(spec.requirements)
             install += ["-r", str(copy)]
-        await self._step("uv pip install", [*install, *spec.image.python_packages], env)
-        runtime = await self._base_folders()
+        self.cache.mkdir(parents=True, exist_ok=True)
+        seen = [*runtime, Path(uv), *local_sources(env)]
+        await self._contained("uv pip install", [*install, "--", *spec.image.python_packages],
+                              env, seen, [self.path, self.cache])  # fmt: skip
         site = self._site_packages()
         await asyncio.to_thread(_copy_worker_side, site / "conveyor")
+        inside = {**sandboxing.environment({}, self.path / "bin"), "VIRTUAL_ENV": str(self.path)}
         for command in spec.image.commands:
-            await self._in_env("command", ["/bin/sh", "-c", command], runtime)
-        await self._in_env("worker check", [str(self.python), "-c", _CHECK, str(site / "conveyor")],
-                           runtime)  # fmt: skip
+            await self._contained("command", ["/bin/sh", "-c", command], inside, runtime,
+                                  [self.path])  # fmt: skip
+        check = [str(self.python), "-c", _CHECK, str(site / "conveyor")]
+        await self._contained("worker check", check, inside, runtime, [self.path])
         return [self.path, *runtime]
 
     def _uv_env(self) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items()
-            if k not in ("VIRTUAL_ENV", "CONDA_PREFIX") and not k.startswith("PYTHON")
-        }  # fmt: skip
+        """uv's whole environment: no variable of the agent's but the network's and uv's."""
+        env = {k: v for k, v in os.environ.items() if k in _NETWORK_VARIABLES or k[:3] == "UV_"}
         env.update(uv_variables(os.environ))
         env.update(
+            PATH="/usr/local/bin:/usr/bin:/bin",
+            HOME=sandboxing.TMP,
+            LANG="C.UTF-8",
             UV_CACHE_DIR=str(self.cache),
             UV_PYTHON_DOWNLOADS="never",  # a Python not on this machine fails, clearly
             UV_LINK_MODE="copy",  # not hardlinks: a command changing a file must not change
@@ -216,15 +236,20 @@ class Build:
             raise ImageBuildError("the environment has no single site-packages folder")
         return found[0]
 
-    async def _in_env(self, what: str, argv: list[str], runtime: Sequence[Path]) -> None:
-        """Run ``argv`` with the environment's Python first on PATH and the environment as
-        its working and only writable folder; sandboxed unless the agent is not."""
-        bin_dir = self.path / "bin"
-        env = {**sandboxing.environment({}, bin_dir), "VIRTUAL_ENV": str(self.path)}
+    async def _contained(
+        self,
+        what: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        seen: Sequence[Path],
+        writable: Sequence[Path],
+    ) -> None:
+        """Run ``argv`` in the environment's folder, in the agent's sandbox (unless it has
+        none) where it sees ``seen`` read-only and may write ``writable`` only."""
         if self.sandbox is None:
             await self._step(what, argv, env, cwd=self.path)
             return
-        full = self.sandbox.argv(argv, None, runtime=runtime, writable=[self.path],
+        full = self.sandbox.argv(argv, None, runtime=seen, writable=writable,
                                  chdir=str(self.path))  # fmt: skip
         command, fd = sandboxing.through_pipe(full)
         try:

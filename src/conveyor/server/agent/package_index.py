@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 #: uv's own index settings: with any of them set, pip's are not read.
 UV_INDEX_VARIABLES = (
@@ -82,3 +83,27 @@ def _config_files(environ: Mapping[str, str]) -> Iterator[Path]:
     yield Path(sys.prefix) / "pip.conf"
     if given:
         yield Path(given)
+
+
+def local_sources(variables: Mapping[str, str]) -> list[Path]:
+    """The folders and files of this machine that uv's settings in ``variables`` name: local
+    indexes (``file://``; with the folder above, where a mirror's files usually are), find-links
+    folders, the certificates, uv's configuration. A sandboxed ``uv pip install`` sees these."""
+    found = []
+    for name in ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX"):
+        for entry in variables.get(name, "").split():
+            path = _local(entry.partition("=")[2] if "=" in entry.split("://")[0] else entry)
+            if path is not None:
+                found += [path, path.parent]
+    for entry in variables.get("UV_FIND_LINKS", "").split(","):
+        found += [p for p in [_local(entry.strip())] if p is not None]
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR", "UV_CONFIG_FILE"):
+        found += [p for p in [_local(variables.get(name, ""))] if p is not None]
+    found.append(Path("/etc/uv"))
+    return [p for p in dict.fromkeys(found) if p.exists()]
+
+
+def _local(location: str) -> Path | None:
+    if location.startswith("file://"):
+        location = unquote(urlsplit(location).path)
+    return Path(location) if location.startswith("/") else None
