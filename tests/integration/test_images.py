@@ -21,7 +21,7 @@ from conveyor.server.agent.sandbox import site_packages
 from conveyor.server.gateway.views import queue_json
 from conveyor.server.store.records import AgentInfo
 from conveyor.tasks import TaskStatus
-from tests.integration.conftest import Harness, error_of, result_of
+from tests.integration.conftest import Harness, error_of, result_of, until
 from tests.sandboxing import require_sandbox, sandbox_settings
 
 SIX = """
@@ -144,7 +144,7 @@ async def test_a_spec_that_cannot_build_fails_its_task_and_is_not_built_again_at
     assert "no-such-package-conveyor-test" in info.builds[stub.id]["message"]
 
 
-async def test_requirements_file_and_commands_once_and_a_second_agent_reuses_it(
+async def test_requirements_file_warmup_commands_once_and_a_second_agent_reuses_it(
     harness: Harness, tmp_path: Path, uv_cache: Path
 ) -> None:
     source = """
@@ -164,7 +164,11 @@ async def test_requirements_file_and_commands_once_and_a_second_agent_reuses_it(
     deps.mkdir()
     (deps / "requirements.txt").write_text("# pinned\nsix==1.16.0\n")
     first: list[str] = []
-    await harness.start_agent([stub], say=first.append, uv_cache=uv_cache)
+    agent = await harness.start_agent([stub], say=first.append, uv_cache=uv_cache)
+    await until(lambda: stub.id in agent.stubs, 10)
+    agent.warmup(stub.id, time.time())  # builds ahead, before any task
+    await until(lambda: any((tmp_path / "envs").glob("*.ready")), 60)
+    assert any("built in" in line for line in first)
     view = await harness.wait(await harness.put(stub), timeout=120)
     assert view.task.status is TaskStatus.COMPLETE, view.task
     assert result_of(view) == {"six": "1.16.0", "commands": ["1.16.0"]}

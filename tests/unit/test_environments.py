@@ -137,6 +137,17 @@ async def test_a_stopped_build_is_an_image_build_error_for_those_waiting(
         await waiting
 
 
+async def test_the_machines_trouble_is_an_image_build_error_too(
+    tmp_path: Path, fake_build: type[FakeBuild], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_disk(self: FakeBuild) -> list[Path]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fake_build, "run", no_disk)
+    with pytest.raises(ImageBuildError, match=r"could not build the image: .*No space left"):
+        await _envs(tmp_path / "envs").ready(spec_of(Image(), tmp_path), "q v1")
+
+
 def _built(root: Path, key: str, age_s: float) -> None:
     (root / key).mkdir(parents=True)
     for kind in ("ready", "log"):

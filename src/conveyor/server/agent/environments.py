@@ -97,6 +97,9 @@ class Environments:
             if task.cancelled():
                 raise ImageBuildError("the build was stopped: the agent is stopping") from None
             raise
+        except OSError as exc:  # the machine's trouble (a full disk, no uv binary): said so
+            log.error("building the image of %s failed: %s", label, exc)
+            raise ImageBuildError(f"the agent could not build the image: {exc}") from None
 
     async def close(self) -> None:
         """Stop the builds under way (the agent drains); their folders go at the next build."""
