@@ -205,14 +205,17 @@ class Build:
         """uv's whole environment: no variable of the agent's but the network's and uv's."""
         env = {k: v for k, v in os.environ.items() if k in _NETWORK_VARIABLES or k[:3] == "UV_"}
         env.update(uv_variables(os.environ))
+        # Copies, not hard links: a command that changes a package's file must not change
+        # the cache's copy, nor other environments'. A Python not on this machine fails
+        # (nothing downloaded).
         env.update(
             PATH="/usr/local/bin:/usr/bin:/bin",
             HOME=sandboxing.TMP,
             LANG="C.UTF-8",
             UV_CACHE_DIR=str(self.cache),
-            UV_PYTHON_DOWNLOADS="never",  # a Python not on this machine fails, clearly
-            UV_LINK_MODE="copy",  # not hardlinks: a command changing a file must not change
-            UV_NO_PROGRESS="1",  # the cache's copy, nor other environments'
+            UV_LINK_MODE="copy",
+            UV_PYTHON_DOWNLOADS="never",
+            UV_NO_PROGRESS="1",
         )
         return env
 
