@@ -68,7 +68,9 @@ def _six_is_not_the_agents() -> None:
 async def test_two_queues_pin_conflicting_versions_side_by_side(
     harness: Harness, tmp_path: Path, uv_cache: Path
 ) -> None:
-    old = await harness.queue("old", SIX, image=Image(python_packages=["six==1.16.0"]))
+    # (its build takes 2 s more: meanwhile, the queue without an image goes on)
+    slow = Image(python_packages=["six==1.16.0"], commands=["sleep 2"])
+    old = await harness.queue("old", SIX, image=slow)
     new = await harness.queue("new", SIX, image=Image(python_packages=["six==1.17.0"]))
     plain = await harness.queue("plain", "def handler():\n    import six\n")
     folder = tmp_path / "markers"
@@ -95,6 +97,8 @@ async def test_two_queues_pin_conflicting_versions_side_by_side(
     assert view.task.status is TaskStatus.FAILED
     assert error_of(view)["type"].endswith("ModuleNotFoundError")
     assert "six" in error_of(view)["message"]
+    assert view.task.ended_at is not None and views[0].task.started_at is not None
+    assert view.task.ended_at < views[0].task.started_at  # not held up by a build
 
     building = [line for line in lines if "building the image" in line]
     assert len(building) == 2 and any("six==1.16.0" in line for line in building)

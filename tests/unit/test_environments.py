@@ -207,6 +207,11 @@ def test_an_images_sandbox_binds_its_environment_not_the_agents_site_packages(
     assert mounts.index(("--tmpfs", str(tmp_path / "envs"))) < mounts.index(
         ("--ro-bind", str(env))
     )
-    # While its commands run, the environment is the writable one.
-    mounts = _mounts(sandbox.argv(["sh"], None, runtime=[base], writable=[env]))
+    # While it is built, the environment and uv's cache (hidden from handlers) are writable.
+    cache = tmp_path / "uv-cache"
+    cache.mkdir()
+    sandbox = Sandbox(binds=(str(tmp_path),), hidden=(str(tmp_path / "envs"), str(cache)))
+    mounts = _mounts(sandbox.argv(["uv"], None, runtime=[base], writable=[env, cache]))
     assert ("--bind", str(env)) in mounts and ("--ro-bind", str(env)) not in mounts
+    assert ("--bind", str(cache)) in mounts and ("--tmpfs", str(cache)) not in mounts
+    assert ("--tmpfs", str(cache)) in _mounts(sandbox.argv(["python"], None, runtime=[env]))

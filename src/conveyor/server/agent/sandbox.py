@@ -166,7 +166,7 @@ class Sandbox:
         hide = [*self.hidden, str(Path.home() / ".conveyor")]
         if runtime is not None:
             hide += site_packages()
-        for hidden in {_real(h) for h in hide}:
+        for hidden in {_real(h) for h in hide} - {path for _, path in own}:
             if not _under(hidden, sources):
                 continue  # not inside anything bound: not there to hide
             if hidden.is_dir():
