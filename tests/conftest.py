@@ -70,6 +70,15 @@ def _migrate(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def uv_cache() -> Path:
+    """The uv cache every image build of the suite uses: each spec's wheels are downloaded
+    once per session (and kept between runs on one machine; git-ignored)."""
+    folder = Path(__file__).resolve().parent.parent / ".pytest-uv-cache"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
     """Name of a database holding the current schema, made once per session."""
     require_pg()

@@ -31,6 +31,7 @@ from conveyor.errors import (
     TaskTimedOut,
     WaitTimeout,
 )
+from conveyor.image import Image
 from conveyor.sdk.decorator import QueueDepthAutoscaler, TaskContext, TaskQueue, task_queue
 from conveyor.sdk.outputs import Output
 from conveyor.tasks import TaskStatus
@@ -48,6 +49,7 @@ __all__ = [
     "ConveyorError",
     "DirectCallError",
     "HTTPError",
+    "Image",
     "InvalidOutput",
     "InvalidTransition",
     "NotConfigured",

@@ -5,6 +5,7 @@
     ConveyorError
     ├── ConfigError                 invalid decorator value, settings or store URL
     ├── DirectCallError             a task queue was called like a plain function
+    ├── ImageBuildError             a queue's image (its environment) could not be built
     ├── InvalidOutput               an ``Output`` with a bad name, path or data
     ├── PartEnded                   the gateway or the agent of a process ended unexpectedly
     ├── StartupError                a process could not start: busy port, store not opened
@@ -48,6 +49,10 @@ class ConfigError(ConveyorError, ValueError):
 
 class DirectCallError(ConveyorError, TypeError):
     """A task queue is not called directly: ``.put()`` enqueues, ``.local()`` runs it here."""
+
+
+class ImageBuildError(ConveyorError):
+    """The queue's image could not be built."""
 
 
 class InvalidOutput(ConveyorError, ValueError):

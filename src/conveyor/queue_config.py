@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from conveyor.errors import ConfigError
+from conveyor.image import Image
 
 MAX_RETRIES_LIMIT = 5
 TTL_MIN, TTL_MAX = 1, 86400
@@ -40,6 +41,9 @@ SERVER_ONLY_FIELDS = frozenset({"code_path"})
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: What a secret may be called (DESIGN A9): it becomes an environment variable of that name.
+SECRET_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+SECRETS_MAX = 100
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(Ki|Mi|Gi|Ti|K|M|G|T|KB|MB|GB|TB)?\s*$", re.I)
 _MEMORY_MIB = {
@@ -136,6 +140,10 @@ class QueueConfig:
     #: MiB.
     memory: int = 128
     env: Mapping[str, str] = field(default_factory=dict)
+    #: The queue's own packages (DESIGN A9); None: the agent's own environment.
+    image: Image | None = None
+    #: Names of workspace secrets given to its processes as environment variables (A9).
+    secrets: tuple[str, ...] = ()
     #: For ``serve``: the absolute folder the handler's file lives in (no code upload).
     #: Server-only: a deployment never sets it (``from_client``).
     code_path: str | None = None
@@ -180,6 +188,9 @@ class QueueConfig:
             raise ConfigError(f"cpu must be > 0 and at most {CPU_MAX}, got {self.cpu!r}")
         _int_in("memory", self.memory, 1, MEMORY_MAX_MIB)
         _env(self.env)
+        if self.image is not None and not isinstance(self.image, Image):
+            raise ConfigError(f"image must be an Image, got {_show(self.image)}")
+        _secret_names(self.secrets)
         if self.callback_url is not None and not (
             isinstance(self.callback_url, str)
             and len(self.callback_url) <= URL_MAX
@@ -223,6 +234,10 @@ class QueueConfig:
                 raise ConfigError(f"env must be an object of strings, got {_show(values['env'])}")
             if "memory" in values:
                 values["memory"] = parse_memory(values["memory"])
+            if values.get("image") is not None:
+                values["image"] = Image.from_value(values["image"])
+            if isinstance(values.get("secrets"), list):
+                values["secrets"] = tuple(values["secrets"])
             return cls(**values)
         except TypeError as exc:
             raise ConfigError(f"invalid queue config: {exc}") from None
@@ -301,6 +316,19 @@ def _retry_names(names: object) -> None:
             raise ConfigError(
                 f"retry_for must hold dotted class names such as 'ValueError' or "
                 f"'app.Busy', got {_show(item)}"
+            )
+
+
+def _secret_names(names: object) -> None:
+    if not isinstance(names, tuple) or len(names) > SECRETS_MAX:
+        raise ConfigError(
+            f"secrets must be a list of at most {SECRETS_MAX} secret names, got {_show(names)}"
+        )
+    for name in names:
+        if not isinstance(name, str) or len(name) > 256 or not SECRET_NAME.fullmatch(name):
+            raise ConfigError(
+                f"secret names are upper-case letters, digits and '_', not starting with a "
+                f"digit, got {_show(name)}"
             )
 
 

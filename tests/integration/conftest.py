@@ -75,16 +75,18 @@ class Harness:
         [task_id] = await self.store.enqueue(stub, [NewTask(payload)], max_pending)
         return task_id
 
-    async def start_agent(self, stubs: Iterable[Stub], **settings: Any) -> Agent:
+    async def start_agent(
+        self, stubs: Iterable[Stub], say: Callable[[str], None] | None = None, **settings: Any
+    ) -> Agent:
         # Sandboxed, with the test's folder writable inside: its handlers leave markers there.
         options: dict[str, Any] = {
-            "code_cache": self.tmp_path / "cache", "lease_s": 5.0,
-            **sandbox_settings(self.tmp_path),
+            "code_cache": self.tmp_path / "cache", "envs": self.tmp_path / "envs",
+            "lease_s": 5.0, **sandbox_settings(self.tmp_path),
         }
         options.update(settings)
         agent = Agent(self.store, AgentSettings(
             stub_ids=frozenset(s.id for s in stubs), stub_types=(), **options
-        ))
+        ), say=say)
         stop = asyncio.Event()
         task = asyncio.create_task(agent.run(stop))
         self.agents.append((agent, stop, task))

@@ -288,13 +288,15 @@ def serve_settings(
     gateway: GatewaySettings, no_sandbox: bool = False, sandbox_binds: list[Path] | None = None,
     log_max_lines: int | None = None, log_max_bytes: int | None = None,
 ) -> ServeSettings:
-    """``conveyor serve``: its agent keeps code beside the store, as the token is."""
+    """``conveyor serve``: its agent keeps code and images beside the store, as the token is."""
     from conveyor.server.agent.settings import AgentSettings
     from conveyor.server.callbacks import CallbackSettings
     from conveyor.server.settings import sqlite_folder
 
+    folder = sqlite_folder(store)
     agent = AgentSettings(
-        code_cache=sqlite_folder(store) / "code", **_sandbox(store, no_sandbox, sandbox_binds),
+        code_cache=folder / "code", envs=folder / "envs",
+        **_sandbox(store, no_sandbox, sandbox_binds),
         **log_limits(log_max_lines, log_max_bytes),
     )
     return ServeSettings(

@@ -68,6 +68,10 @@ def _warn_unsandboxed(settings: ServeSettings | WorkerSettings) -> None:
         )
 
 
+def _notice(line: str) -> None:
+    out.print(line, highlight=False, markup=False)
+
+
 def _ready(info: ServeInfo) -> None:
     out.print(f"[bold green]conveyor[/bold green] serving on [bold]{info.url}[/bold]")
     for queue in info.queues:
@@ -131,10 +135,7 @@ def serve_cmd(
     _warn_unsandboxed(settings)
     from conveyor.server.run import serve
 
-    def notice(line: str) -> None:
-        out.print(line, highlight=False, markup=False)
-
-    run(serve(settings, on_ready=_ready, on_notice=notice))
+    run(serve(settings, on_ready=_ready, on_notice=_notice))
 
 
 def server_cmd(
@@ -208,4 +209,4 @@ def worker_cmd(
     out.print(f"conveyor worker (store {store.split('@')[-1]}); SIGTERM drains")
     from conveyor.server.run import run_worker
 
-    run(run_worker(settings))
+    run(run_worker(settings, on_notice=_notice))

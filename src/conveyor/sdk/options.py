@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from conveyor.errors import ConfigError
+from conveyor.image import Image
 from conveyor.policy import qualified_name
 from conveyor.queue_config import AutoscalerConfig, QueueConfig, parse_memory
 
@@ -40,6 +41,10 @@ class QueueOptions(TypedDict, total=False):
     #: MiB, or a string such as ``"1Gi"``.
     memory: int | str
     env: Mapping[str, str] | None
+    #: The queue's own Python packages (DESIGN A9).
+    image: Image | None
+    #: Workspace secrets given to its processes as environment variables.
+    secrets: Iterable[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,12 @@ def _to_fields(values: dict[str, Any]) -> tuple[type[BaseException], ...]:
     if env is not None and not isinstance(env, Mapping):
         raise ConfigError(f"env must be a mapping of strings to strings, got {env!r}")
     values["env"] = dict(env or {})
+    if values.get("image", ...) is None:
+        values.pop("image")
+    secrets = values.pop("secrets", ())
+    if isinstance(secrets, str | bytes) or not isinstance(secrets, Iterable):
+        raise ConfigError(f"secrets must be a list of secret names, got {secrets!r}")
+    values["secrets"] = tuple(secrets)
     return retry_classes
 
 

@@ -207,7 +207,7 @@ async def serve(
 ) -> None:
     """Gateway + agent + callback sender on one store, in this process. The agent runs the
     given targets and every deployed version; ``on_notice`` hears which version each
-    unversioned route uses, at start and when that changes."""
+    unversioned route uses, at start and when that changes, and how images build."""
     stop = stop or asyncio.Event()
     host, port = settings.host, settings.port
     check_sandbox(settings.agent)
@@ -217,7 +217,9 @@ async def serve(
         token = await ensure_token(store, workspace.id, settings.token, keep)
         served = await register_targets(store, workspace.id, settings.targets)
         own = frozenset(q.stub.id for q in served)  # known only once registered
-        agent = Agent(store, replace(settings.agent, stub_ids=settings.agent.stub_ids | own))
+        agent = Agent(
+            store, replace(settings.agent, stub_ids=settings.agent.stub_ids | own), say=on_notice
+        )
         gateway = with_bound_url(settings.gateway, host, port)
         app = server_app(store, gateway, sandbox=settings.agent.sandbox)
         server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
@@ -253,12 +255,18 @@ async def run_server(
         await _run_together(stop, server)
 
 
-async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = None) -> None:
-    """An agent on this machine for every deployed stub of the store."""
+async def run_worker(
+    settings: WorkerSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> None:
+    """An agent on this machine for every deployed stub of the store; ``on_notice`` hears
+    how images build."""
     stop = stop or asyncio.Event()
     check_sandbox(settings.agent)
     async with _opened(settings.store, stop) as store:
-        await Agent(store, settings.agent).run(stop)
+        await Agent(store, settings.agent, say=on_notice).run(stop)
 
 
 def check_sandbox(agent: AgentSettings) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from conveyor.errors import StoreError
 from conveyor.server.agent.dispatcher import Dispatcher
@@ -27,11 +28,20 @@ from conveyor.server.store.records import DEPLOYMENT, Event, Stub
 
 log = logging.getLogger("conveyor.server.agent")
 
+#: How often environments no stub has used for a day are looked for (and removed).
+ENVIRONMENTS_SWEEP_S = 3600.0
+
 
 class Agent:
     def __init__(
-        self, store: Store, settings: AgentSettings | None = None, *, spawn: Spawn = RunnerProcess
+        self,
+        store: Store,
+        settings: AgentSettings | None = None,
+        *,
+        spawn: Spawn = RunnerProcess,
+        say: Callable[[str], None] | None = None,
     ) -> None:
+        """``say``: where the progress of image builds goes (a console), else the log."""
         self.store = store
         self.settings = settings or AgentSettings()
         self.stubs: dict[str, StubRuntime] = {}
@@ -50,6 +60,7 @@ class Agent:
             report=self.dispatcher.report,
             wake=self._poke,
             logs=self.logs,
+            say=say,
         )
 
     # -- running ---------------------------------------------------------------------------
@@ -98,6 +109,8 @@ class Agent:
             await self._heartbeat(now)
         if self._due("sweep", now, s.sweep_s):
             await self.store.sweep(now)
+        if self._due("environments", now, ENVIRONMENTS_SWEEP_S):
+            self.supervisor.background(self.supervisor.sweep_environments(now))
         if self._due("poll", now, s.poll_s):
             for runtime in self.stubs.values():
                 runtime.maybe_work = True
@@ -179,7 +192,10 @@ class Agent:
 
     async def _heartbeat(self, now: float) -> None:
         s = self.settings
-        await self.store.agent_alive(s.agent_id, DEPLOYMENT in s.stub_types, s.stub_ids, now)
+        await self.store.agent_alive(
+            s.agent_id, DEPLOYMENT in s.stub_types, s.stub_ids, now,
+            builds=self.supervisor.build_states(),
+        )  # fmt: skip
         for runtime in list(self.stubs.values()):
             for container in list(runtime.containers.values()):
                 if not container.processes and not container.backlog:
@@ -224,6 +240,7 @@ class Agent:
         while any(p.state is busy for p in self.supervisor.processes()) and time.time() < deadline:
             await asyncio.sleep(0.05)
         await self.dispatcher.flush_outcomes()
+        await self.supervisor.environments.close()  # the starts waiting on them give up
         await self.supervisor.stop_all()
         with contextlib.suppress(StoreError):  # else it drops out of the directory in 15 s
             await self.store.agent_gone(self.settings.agent_id)

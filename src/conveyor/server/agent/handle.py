@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from conveyor.server.store.records import TaskRecord
 
 if TYPE_CHECKING:
+    from conveyor.server.agent.environments import Environment
     from conveyor.server.agent.sandbox import Sandbox
 
 
@@ -83,6 +84,8 @@ class ProcessSpec:
     #: The sandbox to run it in; None: unsandboxed (``--no-sandbox``).
     sandbox: Sandbox | None = None
     on_log: LogHandler | None = None
+    #: The image's environment it runs in; None: the agent's own Python.
+    environment: Environment | None = None
 
 
 #: Makes a process handle (not started yet); ``RunnerProcess`` itself, or a test's fake.

@@ -15,6 +15,7 @@ import psutil
 
 from conveyor.runner import wire
 from conveyor.server.agent import sandbox
+from conveyor.server.agent.environments import Environment
 from conveyor.server.agent.exits import describe_exit
 from conveyor.server.agent.handle import Attempt, KillReason, ProcessSpec, ProcessState
 from conveyor.server.store.records import TaskRecord
@@ -36,6 +37,7 @@ class RunnerProcess:
         self._init = dict(spec.init)
         self._env = spec.env
         self._sandbox = spec.sandbox
+        self._environment = spec.environment
         #: The sandboxed processes (the runner and what it spawned), found on the first read.
         self._inside: psutil.Process | None = None
         self._on_done = spec.on_done
@@ -83,11 +85,13 @@ class RunnerProcess:
 
     async def start(self) -> bool:
         """Spawn the process and wait until it is ready. False if it could not start."""
-        command = [sys.executable, "-m", "conveyor.runner.main"]
+        image = self._environment
+        python = sys.executable if image is None else str(image.python)
+        command = [python, "-m", "conveyor.runner.main"]
         options: int | None = None  # the pipe bwrap reads its options from
         if self._sandbox is None:  # one trust domain: the agent's environment, its user
             env = {
-                **os.environ,
+                **_outside(image),
                 **self._env,
                 "PYTHONUNBUFFERED": "1",
                 wire.AGENT_PID_ENV: str(os.getpid()),  # so it can tell it was orphaned at birth
@@ -97,8 +101,10 @@ class RunnerProcess:
             # its parent seen at start; bwrap dies with this agent, its namespace with it).
             code = os.path.realpath(str(self._init["code_root"]))
             self._init["code_root"] = code  # the path it is bound at inside
-            command, options = sandbox.through_pipe(self._sandbox.argv(command, code))
-            env = sandbox.environment(self._env)
+            runtime = None if image is None else image.runtime
+            argv = self._sandbox.argv(command, code, runtime=runtime)
+            command, options = sandbox.through_pipe(argv)
+            env = sandbox.environment(self._env, None if image is None else image.python.parent)
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *command,
@@ -244,6 +250,17 @@ class RunnerProcess:
             self.current = None
             self.state = ProcessState.IDLE
             await self._on_done(self, current, message)
+
+
+def _outside(image: Environment | None) -> dict[str, str]:
+    """An unsandboxed process's base environment: the agent's, and for an image, without
+    what would put the agent's packages back on its path."""
+    if image is None:
+        return dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["VIRTUAL_ENV"] = str(image.path)
+    env["PATH"] = f"{image.python.parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def _children(pid: int) -> list[int]:

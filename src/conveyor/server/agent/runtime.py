@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.queue_config import QueueConfig
+from conveyor.server.agent.environments import Environment
 from conveyor.server.agent.handle import ProcessHandle, ProcessState
 from conveyor.server.store.records import Stub, TaskRecord
 
@@ -30,6 +31,8 @@ class Container:
     stopping: bool = False
     #: Claimed tasks waiting for a free process (only for short tasks, see ``prefetch``).
     backlog: deque[TaskRecord] = field(default_factory=deque)
+    #: Its queue's image, ready, once its start has it (None: the agent's own Python).
+    environment: Environment | None = None
 
     def idle_processes(self) -> list[ProcessHandle]:
         return [p for p in self.processes if p.state is ProcessState.IDLE]
@@ -64,6 +67,8 @@ class StubRuntime:
     cpu_starved: bool = False
     #: Moving average of recent attempt durations (seconds), None before the first.
     avg_duration_s: float | None = None
+    #: The key of its image's spec, once a container start has read it.
+    image_key: str | None = None
 
     def observe(self, duration_s: float) -> None:
         prev = self.avg_duration_s

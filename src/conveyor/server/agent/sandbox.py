@@ -1,18 +1,20 @@
 """The sandbox a worker process runs in (DESIGN A13): bubblewrap, one per process.
 
 A tenant's handler sees, read-only, the Python runtime the agent runs on (its prefixes, the
-conveyor package, ``/usr``), a few files of ``/etc`` that names, TLS and its own user need, and
-its own stub's code folder at its real path. It may write only a private ``/tmp`` (a tmpfs,
-gone with the process) and the folders the operator binds (``--sandbox-bind``). It runs as
-``nobody`` (65534) in its own user, PID, IPC and UTS namespaces, sees a fresh ``/proc`` of its
-namespace only, a minimal ``/dev``, and nothing of the agent's environment: the agent hands
-bubblewrap exactly the environment of :func:`environment` (through ``execve``, not bwrap's
-``--setenv``, so a queue's values never show in the host's ``ps``). The network is shared:
-handlers call APIs.
+conveyor package, ``/usr``) or, for a queue with an ``image``, that image's environment and the
+interpreter it was made from (never the agent's site-packages), a few files of ``/etc`` that
+names, TLS and its own user need, and its own stub's code folder at its real path. It may
+write only a private ``/tmp`` (a tmpfs, gone with the process) and the folders the operator
+binds (``--sandbox-bind``). It runs as ``nobody`` (65534) in its own user, PID, IPC and UTS
+namespaces, sees a fresh ``/proc`` of its namespace only, a minimal ``/dev``, and nothing of
+the agent's environment: the agent hands bubblewrap exactly the environment of
+:func:`environment` (through ``execve``, not bwrap's ``--setenv``, so a queue's values never
+show in the host's ``ps``). The network is shared: handlers call APIs.
 
 Inside a bound folder, the paths in ``hidden`` (the store's folder, the token file, the code
-cache of every stub) are covered by an empty tmpfs (or ``/dev/null`` for a file), so binding a
-folder that holds them does not show them; the stub's own code is bound again on top.
+cache of every stub, the images' environments) are covered by an empty tmpfs (or
+``/dev/null`` for a file), so binding a folder that holds them does not show them; the stub's
+own code and environment are bound again on top.
 
 Killing the outer bwrap (the pid the agent holds) ends the namespace: bwrap's init dies with
 it (``--die-with-parent``) and the kernel kills every process left in a PID namespace whose
@@ -63,11 +65,12 @@ ETC = (
 TMP = "/tmp"
 
 
-def environment(queue_env: Mapping[str, str]) -> dict[str, str]:
+def environment(queue_env: Mapping[str, str], bin_dir: Path | None = None) -> dict[str, str]:
     """A sandboxed process's whole environment: what Python and the runner need, then the
-    queue's ``env``. Nothing of the agent's own (no ``CONVEYOR_STORE``, no token)."""
+    queue's ``env``. Nothing of the agent's own (no ``CONVEYOR_STORE``, no token).
+    ``bin_dir``: the ``bin`` of the image's environment (default: this Python's)."""
     env = {
-        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": f"{bin_dir or Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": TMP,
         "TMPDIR": TMP,
         "LANG": "C.UTF-8",
@@ -87,9 +90,14 @@ def runtime_paths() -> list[Path]:
     elsewhere)."""
     paths = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix]
     paths.append(os.path.dirname(os.path.realpath(sys.executable)))
-    paths += [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+    paths += site_packages()
     paths.append(os.path.dirname(conveyor.__file__))
     return [_real(p) for p in dict.fromkeys(paths) if p and os.path.isdir(p)]
+
+
+def site_packages() -> list[str]:
+    """The agent's own site folders: never shown to a queue that has an image."""
+    return [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
 
 
 def _under(path: Path, folders: Iterable[Path]) -> bool:
@@ -104,9 +112,19 @@ class Sandbox:
     hidden: tuple[str, ...] = ()
     bwrap: str = "bwrap"
 
-    def argv(self, command: Sequence[str], code_root: str | None) -> list[str]:
+    def argv(
+        self,
+        command: Sequence[str],
+        code_root: str | None,
+        runtime: Sequence[Path] | None = None,
+        writable: Sequence[Path] = (),
+        chdir: str = TMP,
+    ) -> list[str]:
         """``bwrap … -- command`` for one worker process of the stub whose code is in
-        ``code_root`` (an absolute, resolved path)."""
+        ``code_root`` (an absolute, resolved path). ``runtime``: the folders of an image's
+        Python, bound read-only instead of the agent's own (whose site folders are then
+        hidden); ``writable``: folders bound read-write (an image's environment while its
+        ``commands`` run)."""
         args = [
             self.bwrap,
             "--unshare-user", "--uid", NOBODY, "--gid", NOBODY,
@@ -130,26 +148,37 @@ class Sandbox:
                 args += ["--ro-bind", os.path.realpath(etc), etc]
         # Mounts by depth, parents first; at one path the last one wins (a mask, last).
         mounts: list[tuple[str, Path]] = []
-        for path in runtime_paths():
-            if not _under(path, (Path(f) for f in SYSTEM)):
+        python = runtime_paths() if runtime is None else [_real(p) for p in runtime]
+        system = [Path(f) for f in SYSTEM]
+        for path in python:
+            if not _under(path, system):
                 mounts.append(("--ro-bind", path))
         code = _real(code_root) if code_root is not None else None
         if code is not None:
             mounts.append(("--ro-bind", code))
+        own = [("--ro-bind", p) for p in python] + [("--bind", _real(w)) for w in writable]
+        mounts += own[len(python):]
+        if code is not None:
+            own.append(("--ro-bind", code))
         # After the code: a folder the operator binds is writable even if it is the code's.
         mounts += [("--bind", _real(b)) for b in self.binds if os.path.isdir(b)]
-        sources = [path for _, path in mounts]
-        for hidden in {_real(h) for h in (*self.hidden, str(Path.home() / ".conveyor"))}:
+        sources = [path for _, path in mounts] + system
+        hide = [*self.hidden, str(Path.home() / ".conveyor")]
+        if runtime is not None:
+            hide += site_packages()
+        for hidden in {_real(h) for h in hide} - {path for _, path in own}:
             if not _under(hidden, sources):
                 continue  # not inside anything bound: not there to hide
             if hidden.is_dir():
                 mounts.append(("--tmpfs", hidden))
             elif hidden.exists():
                 mounts.append(("--ro-bind-null", hidden))
-        # The stub's own code inside a hidden folder (the code cache) is bound again on top.
+        # The stub's own code and environment inside a hidden folder (the code cache, the
+        # environments) are bound again on top.
         masks = [path for kind, path in mounts if kind.startswith("--tmpfs")]
-        if code is not None and any(code != m and code.is_relative_to(m) for m in masks):
-            mounts.append(("--ro-bind", code))
+        for kind, path in own:
+            if any(path != m and path.is_relative_to(m) for m in masks):
+                mounts.append((kind, path))
         for kind, path in sorted(mounts, key=lambda m: len(m[1].parts)):
             if kind == "--tmpfs":
                 args += ["--tmpfs", str(path)]
@@ -159,7 +188,7 @@ class Sandbox:
                 args += [kind, str(path), str(path)]
         # The root bwrap builds its mount points in is a tmpfs: read-only, so /tmp (and the
         # sandbox's own /dev/shm) stay the only places a handler writes, beside the binds.
-        return [*args, "--remount-ro", "/", "--chdir", TMP, "--", *command]
+        return [*args, "--remount-ro", "/", "--chdir", chdir, "--", *command]
 
 
 def through_pipe(argv: Sequence[str]) -> tuple[list[str], int]:
@@ -207,5 +236,8 @@ def of_agent(settings: AgentSettings) -> Sandbox | None:
     """The sandbox of an agent's worker processes; None with ``sandbox=False``."""
     if not settings.sandbox:
         return None
-    hidden = (*settings.sandbox_hidden, str(settings.code_cache))
+    hidden = (
+        *settings.sandbox_hidden, str(settings.code_cache), str(settings.envs),
+        str(settings.uv_cache_dir()),
+    )  # fmt: skip
     return Sandbox(binds=settings.sandbox_binds, hidden=hidden)

@@ -32,6 +32,11 @@ class AgentSettings:
     #: Short tasks get a prefetched backlog per container, sized to be worked off within this.
     prefetch_budget_s: float = 0.05
     code_cache: Path = Path(".conveyor/code")
+    #: Where queues' images (their environments) are built and kept, one folder per spec.
+    envs: Path = Path(".conveyor/envs")
+    #: uv's download and wheel cache for those builds; None: ``UV_CACHE_DIR`` if set, else
+    #: ``uv-cache`` beside ``envs``.
+    uv_cache: Path | None = None
     #: Run every stub of these types (all workspaces) …
     stub_types: tuple[StubType, ...] = (DEPLOYMENT,)
     #: … and these stubs (``conveyor serve``'s own); tests pass ``stub_types=()`` for these only.
@@ -43,10 +48,16 @@ class AgentSettings:
     #: the way to give handlers a shared folder.
     sandbox_binds: tuple[str, ...] = ()
     #: Folders and files no sandbox shows, even inside a bound folder: the store's folder
-    #: and its token file (the command line sets them). The code cache is always hidden.
+    #: and its token file (the command line sets them). The code cache, the environments
+    #: and uv's cache are always hidden.
     sandbox_hidden: tuple[str, ...] = ()
     #: What each task keeps of the lines its processes write (DESIGN A8).
     log_limits: LogLimits = field(default_factory=LogLimits)
     agent_id: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     )
+
+    def uv_cache_dir(self) -> Path:
+        if self.uv_cache is not None:
+            return self.uv_cache
+        return Path(os.environ.get("UV_CACHE_DIR") or self.envs.parent / "uv-cache")

@@ -9,13 +9,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from conveyor import policy
-from conveyor.errors import ConveyorError, StoreError
+from conveyor.error_info import ErrorInfo
+from conveyor.errors import ConveyorError, ImageBuildError, StoreError
 from conveyor.server.agent.code_cache import code_root
+from conveyor.server.agent.environments import Environment, Environments
 from conveyor.server.agent.exits import crash_error, describe_exit, process_exit
 from conveyor.server.agent.handle import (
     Attempt,
@@ -26,6 +29,7 @@ from conveyor.server.agent.handle import (
     ProcessState,
     Spawn,
 )
+from conveyor.server.agent.image_build import spec_of
 from conveyor.server.agent.limits import over_memory, overdue, reserved_cpu, timeout_outcome
 from conveyor.server.agent.log_sink import LogSink
 from conveyor.server.agent.loops import Background
@@ -51,6 +55,7 @@ class Supervisor:
         report: Callable[[Outcome], None],
         wake: Callable[[StubRuntime], None],
         logs: LogSink | None = None,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.logs = logs or LogSink(store, settings.log_limits)
@@ -62,6 +67,9 @@ class Supervisor:
         self._wake = wake
         self.background = Background()
         self._sandbox = of_agent(settings)
+        self.environments = Environments(
+            settings.envs, settings.uv_cache_dir(), self._sandbox, say or _log_notice
+        )
         #: Set on drain: no container starts, no process is replaced.
         self.draining = False
         #: Stubs whose last autoscale failed (logged once until it works again).
@@ -146,9 +154,20 @@ class Supervisor:
                 runtime.code_root = await code_root(
                     self.store, runtime.stub, runtime.config, self.settings.code_cache
                 )
+            if runtime.config.image is not None:  # the one wait an image adds: this start's
+                container.environment = await self._environment(runtime, runtime.code_root)
+            if container.stopping:  # retired while its environment was built
+                return
             await self.store.register_container(
                 container.id, runtime.stub.id, self.settings.agent_id
             )
+        except ImageBuildError as exc:
+            runtime.containers.pop(container.id, None)
+            runtime.start_not_before = time.time() + self.settings.start_retry_s
+            if not (self.draining or container.stopping):
+                error = ErrorInfo("ImageBuildError", exc.message).to_dict()
+                await self._fail_waiting(runtime, container, error)
+            return
         except ConveyorError as exc:
             log.error("cannot start a container for %s: %s", runtime.stub.name, exc)
             runtime.containers.pop(container.id, None)
@@ -171,13 +190,20 @@ class Supervisor:
             runtime.start_not_before = time.time() + self.settings.start_retry_s
             await self.stop_container(runtime, container)
 
+    async def _environment(self, runtime: StubRuntime, root: Path) -> Environment:
+        assert runtime.config.image is not None
+        spec = spec_of(runtime.config.image, root)
+        runtime.image_key = spec.key
+        stub = runtime.stub
+        return await self.environments.ready(spec, f"{stub.name} v{stub.version}")
+
     async def _fail_waiting(
         self, runtime: StubRuntime, container: Container, error: dict[str, Any]
     ) -> None:
-        """The code did not load (a SyntaxError, an ImportError, ``on_start`` raised): end a
-        waiting task with that error, as if the handler had raised it (retried only if its
-        type is in ``retry_for``), so the queue says why instead of its tasks waiting to
-        their ttl. One task per failed start: the next start may work."""
+        """The code did not load (a SyntaxError, an ImportError, ``on_start`` raised) or its
+        image did not build: end a waiting task with that error, as if the handler had raised
+        it (retried only if its type is in ``retry_for``), so the queue says why instead of
+        its tasks waiting to their ttl. One task per failed start: the next start may work."""
         with contextlib.suppress(StoreError):
             tasks = await self.store.claim(
                 runtime.stub.id, container.id, 1, self.settings.lease_s, time.time()
@@ -205,7 +231,8 @@ class Supervisor:
         }
         env = dict(runtime.config.env)
         spec = ProcessSpec(
-            container.id, init, env, self._on_done, self.on_exit, self._sandbox, self.logs.add
+            container.id, init, env, self._on_done, self.on_exit, self._sandbox, self.logs.add,
+            container.environment,
         )
         process = self._spawn(spec)
         container.processes.append(process)
@@ -357,6 +384,28 @@ class Supervisor:
         for runtime in self.stubs.values():
             for container in runtime.containers.values():
                 yield from list(container.processes)
+
+    # -- images ----------------------------------------------------------------------------
+    def build_states(self) -> dict[str, dict[str, str]]:
+        """Each served stub's image build state on this agent, by stub id (heartbeats)."""
+        found = {}
+        for stub_id, runtime in self.stubs.items():
+            state = self.environments.state(runtime.image_key) if runtime.image_key else None
+            if state is not None:
+                found[stub_id] = state.to_dict()
+        return found
+
+    async def sweep_environments(self, now: float) -> None:
+        """Remove the environments no stub has used for a day; this agent's are in use."""
+        in_use = {r.image_key for r in self.stubs.values() if r.image_key is not None}
+        self.environments.touch(in_use)
+        removed = await asyncio.to_thread(self.environments.sweep, in_use, now)
+        for key in removed:
+            log.info("removed the unused environment %s", key, extra={"action": "env_removed"})
+
+
+def _log_notice(line: str) -> None:
+    log.info("%s", line, extra={"action": "image_build"})
 
 
 def _start_failure(process: ProcessHandle) -> str:

@@ -108,6 +108,12 @@ def queue_json(summary: QueueSummary, agents: Sequence[AgentInfo]) -> dict[str, 
                 "type": v.type,
                 "created_at": iso(v.created_at),
                 "agents": sum(agent.runs(v.stub_id, v.type) for agent in agents),
+                "image": v.image,
+                "builds": [
+                    {"agent": agent.id, **agent.builds[v.stub_id]}
+                    for agent in agents
+                    if v.stub_id in agent.builds
+                ],
             }
             for v in summary.versions
         ],

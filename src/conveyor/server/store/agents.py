@@ -6,7 +6,7 @@ Gateways read it to warn when an enqueue lands on a version that no live agent r
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import orjson
 
@@ -30,17 +30,20 @@ class AgentsMixin:
         runs_deployed: bool,
         stub_ids: Collection[str],
         now: float | None = None,
+        *,
+        builds: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         t = now_us(now)
         ids = orjson.dumps(sorted(stub_ids)).decode()
+        states = orjson.dumps(builds or {}, option=orjson.OPT_SORT_KEYS).decode()
 
         async def op(tx: Tx) -> None:
             await tx.execute(
-                "INSERT INTO agents (id, runs_deployed, stub_ids, started_at, heartbeat_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                "INSERT INTO agents (id, runs_deployed, stub_ids, started_at, heartbeat_at,"
+                " builds) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
                 " SET runs_deployed = excluded.runs_deployed, stub_ids = excluded.stub_ids,"
-                " heartbeat_at = excluded.heartbeat_at",
-                [agent_id, runs_deployed, ids, t, t],
+                " heartbeat_at = excluded.heartbeat_at, builds = excluded.builds",
+                [agent_id, runs_deployed, ids, t, t, states],
             )
             await tx.execute(
                 "DELETE FROM agents WHERE heartbeat_at < ?", [t - clock.to_us(AGENT_STALE_S)]
@@ -57,12 +60,18 @@ class AgentsMixin:
         stale = now_us(now) - clock.to_us(AGENT_STALE_S)
         rows = await self.driver.read(
             lambda tx: tx.execute(
-                "SELECT id, runs_deployed, stub_ids, heartbeat_at FROM agents"
+                "SELECT id, runs_deployed, stub_ids, heartbeat_at, builds FROM agents"
                 " WHERE heartbeat_at >= ? ORDER BY id",
                 [stale],
             )
         )
         return [
-            AgentInfo(str(r[0]), bool(r[1]), frozenset(orjson.loads(r[2])), int(r[3]))
+            AgentInfo(
+                str(r[0]),
+                bool(r[1]),
+                frozenset(orjson.loads(r[2])),
+                int(r[3]),
+                builds=orjson.loads(r[4]),
+            )
             for r in rows
         ]

@@ -276,8 +276,11 @@ class Store(Protocol):
         runs_deployed: bool,
         stub_ids: Collection[str],
         now: float | None = None,
+        *,
+        builds: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
-        """Record (or renew) a live agent and what it runs; prunes agents long silent."""
+        """Record (or renew) a live agent, what it runs and, by stub id, the build state of
+        those stubs' images; prunes agents long silent."""
 
     async def agent_gone(self, agent_id: str) -> None: ...
 

@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from conveyor import clock
 from conveyor.server.store.base import CONTAINER_STALE_S
 from conveyor.server.store.driver import Driver, Row, Tx
@@ -173,7 +175,8 @@ class QueriesMixin:
 
         async def op(tx: Tx) -> list[QueueSummary]:
             stubs = await tx.execute(
-                f"SELECT s.name, s.version, s.id, s.type, s.created_at FROM stubs s{where}"
+                "SELECT s.name, s.version, s.id, s.type, s.created_at, s.config"
+                f" FROM stubs s{where}"
                 " ORDER BY s.name, s.version",
                 params,
             )
@@ -319,8 +322,11 @@ def _summaries(
     stubs: Sequence[Row], counts: Sequence[Row], live: Mapping[str, int]
 ) -> list[QueueSummary]:
     versions: dict[str, list[VersionSummary]] = defaultdict(list)
-    for name, version, stub_id, type_, created_at in stubs:
-        versions[name].append(VersionSummary(int(version), stub_id, type_, int(created_at)))
+    for name, version, stub_id, type_, created_at, config in stubs:
+        image = orjson.loads(config).get("image")
+        versions[name].append(
+            VersionSummary(int(version), stub_id, type_, int(created_at), image or None)
+        )
     per_status: dict[str, dict[TaskStatus, int]] = {
         name: dict.fromkeys(TaskStatus, 0) for name in versions
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from conveyor.errors import ConfigError
 from conveyor.queue_config import QueueConfig
@@ -247,6 +247,8 @@ class VersionSummary:
     stub_id: str
     type: StubType
     created_at: int
+    #: Its config's ``image`` (DESIGN A9), None without one.
+    image: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +278,9 @@ class AgentInfo:
     runs_deployed: bool
     stub_ids: frozenset[str]
     heartbeat_at: int
+    #: The build state of the images of the stubs it runs, by stub id:
+    #: ``{"state": "building" | "ready" | "failed", "message"?: …}``.
+    builds: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def runs(self, stub_id: str, stub_type: StubType) -> bool:
         return stub_id in self.stub_ids or (self.runs_deployed and stub_type == DEPLOYMENT)
