@@ -17,6 +17,7 @@ from conveyor.runner import wire
 from conveyor.server.agent import sandbox
 from conveyor.server.agent.exits import describe_exit
 from conveyor.server.agent.handle import Attempt, KillReason, ProcessSpec, ProcessState
+from conveyor.server.secret_key import ENV_SECRET_KEY
 from conveyor.server.store.records import TaskRecord
 
 log = logging.getLogger("conveyor.server.agent")
@@ -86,8 +87,8 @@ class RunnerProcess:
         command = [sys.executable, "-m", "conveyor.runner.main"]
         options: int | None = None  # the pipe bwrap reads its options from
         if self._sandbox is None:  # one trust domain: the agent's environment, its user
-            env = {
-                **os.environ,
+            env = {  # less the key of every workspace's secrets: its own come in self._env
+                **{k: v for k, v in os.environ.items() if k != ENV_SECRET_KEY},
                 **self._env,
                 "PYTHONUNBUFFERED": "1",
                 wire.AGENT_PID_ENV: str(os.getpid()),  # so it can tell it was orphaned at birth

@@ -30,6 +30,8 @@ class Container:
     stopping: bool = False
     #: Claimed tasks waiting for a free process (only for short tasks, see ``prefetch``).
     backlog: deque[TaskRecord] = field(default_factory=deque)
+    #: Its processes' environment, secrets included: read once, as it starts; never shown.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def idle_processes(self) -> list[ProcessHandle]:
         return [p for p in self.processes if p.state is ProcessState.IDLE]

@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 
 from conveyor import policy
-from conveyor.errors import ConveyorError, StoreError
+from conveyor.error_info import ErrorInfo
+from conveyor.errors import ConveyorError, SecretError, StoreError
 from conveyor.server.agent.code_cache import code_root
+from conveyor.server.agent.environment import container_environment
 from conveyor.server.agent.exits import crash_error, describe_exit, process_exit
 from conveyor.server.agent.handle import (
     Attempt,
@@ -146,11 +148,17 @@ class Supervisor:
                 runtime.code_root = await code_root(
                     self.store, runtime.stub, runtime.config, self.settings.code_cache
                 )
+            container.env = await container_environment(
+                self.store, self.settings.secret_key, runtime
+            )
             await self.store.register_container(
                 container.id, runtime.stub.id, self.settings.agent_id
             )
         except ConveyorError as exc:
             log.error("cannot start a container for %s: %s", runtime.stub.name, exc)
+            if isinstance(exc, SecretError):  # the queue's to fix: its task says why
+                await self._fail_waiting(runtime, container, ErrorInfo(
+                    type(exc).__name__, exc.message).to_dict())
             runtime.containers.pop(container.id, None)
             runtime.start_not_before = time.time() + self.settings.start_retry_s
             return
@@ -174,10 +182,10 @@ class Supervisor:
     async def _fail_waiting(
         self, runtime: StubRuntime, container: Container, error: dict[str, Any]
     ) -> None:
-        """The code did not load (a SyntaxError, an ImportError, ``on_start`` raised): end a
-        waiting task with that error, as if the handler had raised it (retried only if its
-        type is in ``retry_for``), so the queue says why instead of its tasks waiting to
-        their ttl. One task per failed start: the next start may work."""
+        """The code did not load (a SyntaxError, an ImportError, ``on_start`` raised) or a
+        secret is missing: end a waiting task with that error, as if the handler had raised
+        it (retried only if its type is in ``retry_for``), so the queue says why instead of
+        its tasks waiting to their ttl. One task per failed start: the next start may work."""
         with contextlib.suppress(StoreError):
             tasks = await self.store.claim(
                 runtime.stub.id, container.id, 1, self.settings.lease_s, time.time()
@@ -203,9 +211,9 @@ class Supervisor:
             "stub_type": runtime.stub.type,
             "container_id": container.id,
         }
-        env = dict(runtime.config.env)
         spec = ProcessSpec(
-            container.id, init, env, self._on_done, self.on_exit, self._sandbox, self.logs.add
+            container.id, init, container.env, self._on_done, self.on_exit, self._sandbox,
+            self.logs.add,
         )
         process = self._spawn(spec)
         container.processes.append(process)
