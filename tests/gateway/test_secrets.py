@@ -40,7 +40,8 @@ async def test_create_list_update_delete(
     assert made.status_code == 200, made.text
     assert set(made.json()) == {"name", "created_at", "updated_at"}
     assert made.json()["name"] == "S3_KEY" and VALUE not in made.text
-    assert KEY.decrypt("S3_KEY", await _ciphertext(store, alice, "S3_KEY")) == VALUE
+    stored = await _ciphertext(store, alice, "S3_KEY")
+    assert VALUE not in stored and KEY.decrypt("S3_KEY", stored) == VALUE
 
     listed = await keyed.get("/v2/secret/", headers=alice.auth)
     assert listed.status_code == 200 and listed.json() == {"data": [made.json()]}
