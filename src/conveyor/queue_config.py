@@ -332,8 +332,8 @@ def _secret_names(names: object) -> None:
     for name in names:
         if not is_secret_name(name):
             raise ConfigError(
-                f"secret names are upper-case letters, digits and '_', not starting with a "
-                f"digit, got {_show(name)}"
+                f"secrets must hold names of upper-case letters, digits and '_', not "
+                f"starting with a digit, got {_show(name)}"
             )
 
 
