@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from conveyor.server.app import server_app
+from conveyor.server.gateway import secret_routes
 from conveyor.server.gateway.secret_routes import MAX_VALUE_BYTES
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.secret_key import SecretKey, new_key
@@ -133,3 +134,23 @@ async def test_the_routes_are_documented(http: httpx.AsyncClient) -> None:
     assert body["required"] == ["name", "value"]
     listed = paths["/v2/secret/"]["get"]["responses"]["200"]["content"]["application/json"]
     assert listed["schema"] == {"$ref": "#/components/schemas/SecretListOut"}
+
+
+async def test_a_workspace_holds_a_bounded_number_of_secrets(
+    store: Store, keyed: httpx.AsyncClient, alice: Tenant, bob: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(secret_routes, "MAX_SECRETS", 2)
+    for name in ("ONE", "TWO"):
+        made = await keyed.post("/v2/secret/", json={"name": name, "value": "v"},
+                                headers=alice.auth)
+        assert made.status_code == 200
+    third = await keyed.post("/v2/secret/", json={"name": "THREE", "value": "v"},
+                             headers=alice.auth)
+    assert third.status_code == 400 and "at most 2 secrets" in third.json()["error"]
+    again = await keyed.post("/v2/secret/", json={"name": "TWO", "value": "new"},
+                             headers=alice.auth)
+    assert again.status_code == 200  # a new value for one it holds is no new secret
+    other = await keyed.post("/v2/secret/", json={"name": "THREE", "value": "v"},
+                             headers=bob.auth)
+    assert other.status_code == 200  # per workspace
