@@ -29,6 +29,11 @@ async def keyed(store: Store) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+async def put(client: httpx.AsyncClient, tenant: Tenant, name: str, value: str) -> httpx.Response:
+    return await client.post("/v2/secret/", json={"name": name, "value": value},
+                             headers=tenant.auth)
+
+
 async def _ciphertext(store: Store, tenant: Tenant, name: str) -> str:
     return (await store.secret_ciphertexts(tenant.workspace.id, [name]))[name]
 
@@ -36,8 +41,7 @@ async def _ciphertext(store: Store, tenant: Tenant, name: str) -> str:
 async def test_create_list_update_delete(
     store: Store, keyed: httpx.AsyncClient, alice: Tenant
 ) -> None:
-    made = await keyed.post("/v2/secret/", json={"name": "S3_KEY", "value": VALUE},
-                            headers=alice.auth)
+    made = await put(keyed, alice, "S3_KEY", VALUE)
     assert made.status_code == 200, made.text
     assert set(made.json()) == {"name", "created_at", "updated_at"}
     assert made.json()["name"] == "S3_KEY" and VALUE not in made.text
@@ -64,14 +68,12 @@ async def test_create_list_update_delete(
 async def test_another_workspace_sees_none_of_them(
     store: Store, keyed: httpx.AsyncClient, alice: Tenant, bob: Tenant
 ) -> None:
-    await keyed.post("/v2/secret/", json={"name": "DB_PASSWORD", "value": VALUE},
-                     headers=alice.auth)
+    await put(keyed, alice, "DB_PASSWORD", VALUE)
     assert (await keyed.get("/v2/secret/", headers=bob.auth)).json() == {"data": []}
     refused = await keyed.delete("/v2/secret/DB_PASSWORD", headers=bob.auth)
     assert refused.status_code == 404
     # Bob's own secret of that name is his; alice's stays as it was.
-    await keyed.post("/v2/secret/", json={"name": "DB_PASSWORD", "value": "bobs"},
-                     headers=bob.auth)
+    await put(keyed, bob, "DB_PASSWORD", "bobs")
     assert KEY.decrypt("X", await _ciphertext(store, alice, "DB_PASSWORD")) == VALUE
     assert KEY.decrypt("X", await _ciphertext(store, bob, "DB_PASSWORD")) == "bobs"
     for route in ("/v2/secret/", "/v2/secret/DB_PASSWORD"):
@@ -109,8 +111,7 @@ async def test_a_value_of_exactly_the_bound_is_kept(
     store: Store, keyed: httpx.AsyncClient, alice: Tenant
 ) -> None:
     value = "x" * MAX_VALUE_BYTES
-    made = await keyed.post("/v2/secret/", json={"name": "BIG", "value": value},
-                            headers=alice.auth)
+    made = await put(keyed, alice, "BIG", value)
     assert made.status_code == 200
     assert KEY.decrypt("BIG", await _ciphertext(store, alice, "BIG")) == value
 
@@ -118,8 +119,7 @@ async def test_a_value_of_exactly_the_bound_is_kept(
 async def test_without_a_key_creating_is_a_503_that_says_what_to_set(
     store: Store, http: httpx.AsyncClient, alice: Tenant
 ) -> None:
-    answer = await http.post("/v2/secret/", json={"name": "KEY", "value": VALUE},
-                             headers=alice.auth)
+    answer = await put(http, alice, "KEY", VALUE)
     assert answer.status_code == 503, answer.text
     assert "CONVEYOR_SECRET_KEY" in answer.json()["error"] and VALUE not in answer.text
     assert await store.list_secrets(alice.workspace.id) == []
@@ -142,15 +142,11 @@ async def test_a_workspace_holds_a_bounded_number_of_secrets(
 ) -> None:
     monkeypatch.setattr(secret_routes, "MAX_SECRETS", 2)
     for name in ("ONE", "TWO"):
-        made = await keyed.post("/v2/secret/", json={"name": name, "value": "v"},
-                                headers=alice.auth)
+        made = await put(keyed, alice, name, "v")
         assert made.status_code == 200
-    third = await keyed.post("/v2/secret/", json={"name": "THREE", "value": "v"},
-                             headers=alice.auth)
+    third = await put(keyed, alice, "THREE", "v")
     assert third.status_code == 400 and "at most 2 secrets" in third.json()["error"]
-    again = await keyed.post("/v2/secret/", json={"name": "TWO", "value": "new"},
-                             headers=alice.auth)
+    again = await put(keyed, alice, "TWO", "new")
     assert again.status_code == 200  # a new value for one it holds is no new secret
-    other = await keyed.post("/v2/secret/", json={"name": "THREE", "value": "v"},
-                             headers=bob.auth)
+    other = await put(keyed, bob, "THREE", "v")
     assert other.status_code == 200  # per workspace

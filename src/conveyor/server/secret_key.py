@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,19 +65,11 @@ class SecretKey:
 
     def decrypt(self, name: str, ciphertext: str) -> str:
         """The value of secret ``name``; ``SecretKeyError`` when no key here opens it."""
-        cipher = self._cipher(create=False)
-        try:
-            return cipher.decrypt(ciphertext.encode()).decode()
-        except InvalidToken:
-            raise self._not_ours(name) from None
+        return self._open(name, ciphertext, MultiFernet.decrypt)
 
     def rotate(self, name: str, ciphertext: str) -> str:
         """``ciphertext`` encrypted again with the first key (any of the keys opens it)."""
-        cipher = self._cipher(create=False)
-        try:
-            return cipher.rotate(ciphertext.encode()).decode()
-        except InvalidToken:
-            raise self._not_ours(name) from None
+        return self._open(name, ciphertext, MultiFernet.rotate)
 
     def write(self, keys: list[str]) -> None:
         """Replace the key file with ``keys`` (whole or not at all), 0600."""
@@ -119,11 +112,18 @@ class SecretKey:
             )
         return MultiFernet(ciphers)
 
-    def _not_ours(self, name: str) -> SecretKeyError:
-        return SecretKeyError(
-            f"the secret key cannot decrypt secret {name!r}: it was encrypted with another "
-            "key; give this process that key, or create the secret again (docs/operations.md)"
-        )
+    def _open(
+        self, name: str, ciphertext: str, how: Callable[[MultiFernet, bytes], bytes]
+    ) -> str:
+        cipher = self._cipher(create=False)
+        try:
+            return how(cipher, ciphertext.encode()).decode()
+        except InvalidToken:
+            raise SecretKeyError(
+                f"the secret key cannot decrypt secret {name!r}: it was encrypted with another "
+                "key; give this process that key, or create the secret again "
+                "(docs/operations.md)"
+            ) from None
 
 
 def secret_key_of(store_url: str) -> SecretKey:
