@@ -1,11 +1,13 @@
 """Workspace secrets in the store (DESIGN A9), on both backends: ciphertext kept by workspace
-and name, created or replaced, listed without it, deleted; a rotation all or nothing."""
+and name, created or replaced, listed without it, deleted; a rotation all or nothing; the
+check of a process's key at its start."""
 
 from __future__ import annotations
 
 import pytest
 
-from conveyor.errors import SecretKeyError
+from conveyor.errors import SecretKeyError, StartupError
+from conveyor.server.secret_key import SecretKey, check_secret_key, new_key
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import Workspace
 from tests.store.conftest import T0
@@ -58,3 +60,20 @@ async def test_any_secret_and_a_rewrap_all_or_nothing(store: Store, ws: Workspac
         await store.rewrap_secrets(refuse_two)
     assert await store.secret_ciphertexts(ws.id, ["ONE", "TWO"]) == {"ONE": "ONE:c1",
                                                                       "TWO": "TWO:c2"}
+
+
+async def test_the_start_check_of_a_process_key(
+    store: Store, ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    right, wrong = SecretKey(keys=new_key()), SecretKey(keys=new_key())
+    await check_secret_key(store, SecretKey())  # no secret yet: no key needed
+    with pytest.raises(SecretKeyError, match="does not hold Fernet keys"):
+        await check_secret_key(store, SecretKey(keys="malformed"))
+    await store.put_secret(ws.id, "S3_KEY", right.encrypt("value"))
+    with pytest.raises(StartupError, match="CONVEYOR_SECRET_KEY is not set"):
+        await check_secret_key(store, SecretKey())
+    await check_secret_key(store, right)
+    assert not caplog.records
+    await check_secret_key(store, wrong)  # a warning: secrets created again would work
+    [record] = caplog.records
+    assert record.levelname == "WARNING" and "cannot decrypt secret 'S3_KEY'" in record.message

@@ -3,8 +3,8 @@
 ``serve``/``server``/``worker`` run processes (``cli.serving``); the task, queue, put and
 deploy commands talk to a gateway through ``conveyor.sdk.client.Client`` (``cli.tasks``,
 ``cli.queues``, ``cli.secrets``); token, workspace and signing-key work on the store
-(``cli.admin``), as do the secret key commands. Every
-failure is one ``error: …`` line on stderr and a non-zero exit code.
+(``cli.admin``), as do ``secret keygen`` and ``secret rotate-key``. Every failure is one
+``error: …`` line on stderr and a non-zero exit code.
 """
 
 from __future__ import annotations

@@ -106,9 +106,10 @@ class SecretKey:
             ciphers = []
         if not ciphers:
             where = ENV_SECRET_KEY if self.keys is not None else f"the key file {self.file}"
+            apart = "comma-separated" if self.keys is not None else "one a line"
             raise SecretKeyError(
-                f"{where} does not hold Fernet keys (32 url-safe base64 bytes each, "
-                f"comma-separated; {_HOW})"
+                f"{where} does not hold Fernet keys (32 url-safe base64 bytes each, {apart}; "
+                f"{_HOW})"
             )
         return MultiFernet(ciphers)
 

@@ -157,8 +157,8 @@ class Supervisor:
         except ConveyorError as exc:
             log.error("cannot start a container for %s: %s", runtime.stub.name, exc)
             if isinstance(exc, SecretError):  # the queue's to fix: its task says why
-                await self._fail_waiting(runtime, container, ErrorInfo(
-                    type(exc).__name__, exc.message).to_dict())
+                error = ErrorInfo(type(exc).__name__, exc.message)
+                await self._fail_waiting(runtime, container, error.to_dict())
             runtime.containers.pop(container.id, None)
             runtime.start_not_before = time.time() + self.settings.start_retry_s
             return

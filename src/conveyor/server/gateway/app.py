@@ -121,13 +121,13 @@ def create_app(
 
     Parameters
     ----------
-    secret_key
-        Encrypts the workspaces' secrets; None: no key, so creating one answers 503.
     manage_store
         The app's lifespan opens and closes the store, inside the server's event loop;
         otherwise the caller passes an opened store and closes it.
     mounted
         Routes served after the gateway's own, through the same dispatch (the dashboard's).
+    secret_key
+        Encrypts the workspaces' secrets; None: no key, so creating one answers 503.
     """
     settings = settings or GatewaySettings()
 
