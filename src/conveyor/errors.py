@@ -8,6 +8,9 @@
     ├── ImageBuildError             a queue's image (its environment) could not be built
     ├── InvalidOutput               an ``Output`` with a bad name, path or data
     ├── PartEnded                   the gateway or the agent of a process ended unexpectedly
+    ├── SecretError                 a workspace secret cannot be kept or given to a queue
+    │   ├── SecretNotFound          a queue names a secret its workspace does not have
+    │   └── SecretKeyError          no secret key, a malformed one, or not the secrets' own (503)
     ├── StartupError                a process could not start: busy port, store not opened
     ├── StoreError                  the store failed (driver errors are wrapped here)
     │   ├── StoreUnavailable        the store cannot be reached (HTTP 503)
@@ -61,6 +64,18 @@ class InvalidOutput(ConveyorError, ValueError):
 
 class PartEnded(ConveyorError):
     """A part of this process (its gateway or its agent) ended unexpectedly."""
+
+
+class SecretError(ConveyorError):
+    """A secret cannot be kept or given to a queue's processes."""
+
+
+class SecretNotFound(SecretError):
+    """The queue names a secret that does not exist in its workspace."""
+
+
+class SecretKeyError(SecretError):
+    """No secret key, a malformed one, or not the key the secrets were encrypted with."""
 
 
 class StartupError(ConveyorError):

@@ -319,16 +319,21 @@ def _retry_names(names: object) -> None:
             )
 
 
+def is_secret_name(name: object) -> bool:
+    """Whether ``name`` may name a secret (and so an environment variable)."""
+    return isinstance(name, str) and len(name) <= 256 and bool(SECRET_NAME.fullmatch(name))
+
+
 def _secret_names(names: object) -> None:
     if not isinstance(names, tuple) or len(names) > SECRETS_MAX:
         raise ConfigError(
             f"secrets must be a list of at most {SECRETS_MAX} secret names, got {_show(names)}"
         )
     for name in names:
-        if not isinstance(name, str) or len(name) > 256 or not SECRET_NAME.fullmatch(name):
+        if not is_secret_name(name):
             raise ConfigError(
-                f"secret names are upper-case letters, digits and '_', not starting with a "
-                f"digit, got {_show(name)}"
+                f"secrets must hold names of upper-case letters, digits and '_', not "
+                f"starting with a digit, got {_show(name)}"
             )
 
 

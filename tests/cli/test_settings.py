@@ -15,6 +15,7 @@ import pytest
 from tests.cli.conftest import clean_env
 
 PASSWORD, TOKEN = "hunter2", "cv_not_for_eyes"
+SECRET_KEY = "bm90LWZvci1leWVzLW5vdC1mb3ItZXllcy1ub3QtMDA="
 STORE = f"postgresql://conveyor:{PASSWORD}@127.0.0.1:1/conveyor"
 
 
@@ -40,9 +41,13 @@ def _conveyor(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPro
          ["agent.cpu_capacity = 3.0", "agent.log_limits.max_lines = 500",
           "agent.log_limits.max_bytes = 65536"]),
         (["serve", "x.py:f", "-v"], {},
-         ["agent.log_limits.max_lines = 20000", "agent.log_limits.max_bytes = 2097152"]),
+         ["agent.log_limits.max_lines = 20000", "agent.log_limits.max_bytes = 2097152",
+          "secret_key.keys = none", "agent.secret_key.keys = none"]),
+        (["worker", "-v"], {"CONVEYOR_SECRET_KEY": SECRET_KEY},
+         ["agent.secret_key.keys = ***", "agent.secret_key.file = none"]),
+        (["server", "-v"], {"CONVEYOR_SECRET_KEY": SECRET_KEY}, ["secret_key.keys = ***"]),
     ],
-    ids=["serve", "server", "worker", "serve-defaults"],
+    ids=["serve", "server", "worker", "serve-defaults", "worker-key", "server-key"],
 )
 def test_verbose_shows_the_settings_minus_secrets(
     tmp_path: Path, args: list[str], env: dict[str, str], shown: list[str]
@@ -54,6 +59,7 @@ def test_verbose_shows_the_settings_minus_secrets(
         assert f"setting {line}" in lines, result.stderr
     assert PASSWORD not in result.stdout + result.stderr
     assert TOKEN not in result.stdout + result.stderr
+    assert SECRET_KEY not in result.stdout + result.stderr
 
 
 def test_without_verbose_no_settings_are_shown(tmp_path: Path) -> None:

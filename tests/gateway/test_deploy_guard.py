@@ -45,6 +45,11 @@ async def post(
         ("max_pending_tasks", 10**7),
         ("workers", True),
         ("code_path", "/etc"),
+        ("secrets", ["s3_key"]),
+        ("image", {"python_packages": "six"}),
+        ("image", {"python_version": "py3"}),
+        ("image", {"requirements": "../etc/passwd"}),
+        ("image", {"pip": []}),
     ],
 )
 async def test_a_bad_config_value_is_400_naming_its_field(
@@ -111,7 +116,7 @@ _ANY = st.one_of(
 _FIELDS = [
     "timeout", "max_retries", "retry_for", "retry_backoff", "ttl", "max_pending_tasks",
     "workers", "keep_warm_seconds", "autoscaler", "callback_url", "authorized", "cpu", "memory",
-    "env", "handler", "code_path",
+    "env", "handler", "code_path", "secrets", "image",
 ]
 _AUTOSCALER = st.fixed_dictionaries(
     {}, optional={k: _ANY for k in ("min_containers", "max_containers", "tasks_per_container")}

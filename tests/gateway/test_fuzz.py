@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 
 from conveyor.server.gateway.app import create_app
 from conveyor.server.gateway.settings import GatewaySettings
+from conveyor.server.secret_key import SecretKey, new_key
 from conveyor.server.store import open_store
 from tests.gateway.conftest import Tenant, deploy
 
@@ -38,7 +39,8 @@ CHECKS = [
 # opened by the app's lifespan, inside schemathesis' own event loop, at the first request.
 _DIR = Path(tempfile.mkdtemp(prefix="conveyor-fuzz-"))
 _URL = f"sqlite:///{_DIR / 'conveyor.db'}"
-app = create_app(open_store(_URL), GatewaySettings(max_body_bytes=256 * 1024), manage_store=True)
+app = create_app(open_store(_URL), GatewaySettings(max_body_bytes=256 * 1024), manage_store=True,
+                 secret_key=SecretKey(keys=new_key()))  # without one, a secret's creation is 503
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -268,11 +268,13 @@ def log_limits(max_lines: int | None, max_bytes: int | None) -> dict[str, Any]:
 
 
 def _sandbox(store: str, no_sandbox: bool, binds: list[Path] | None) -> dict[str, Any]:
-    """The agent's sandbox settings. The store's files and the token file beside them are
-    never shown to a handler, even inside a bound folder (the code cache neither)."""
+    """The agent's sandbox settings. The store's files and the token and secret key files
+    beside them are never shown to a handler, even inside a bound folder (the code cache
+    neither)."""
+    from conveyor.server.secret_key import KEY_FILE
     from conveyor.server.settings import sqlite_folder
 
-    hidden = [sqlite_folder(store) / "token"]
+    hidden = [sqlite_folder(store) / "token", sqlite_folder(store) / KEY_FILE]
     if store.startswith("sqlite:///"):
         db = Path(store.removeprefix("sqlite:///"))
         hidden += [db.with_name(db.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
@@ -291,17 +293,19 @@ def serve_settings(
     """``conveyor serve``: its agent keeps code and images beside the store, as the token is."""
     from conveyor.server.agent.settings import AgentSettings
     from conveyor.server.callbacks import CallbackSettings
+    from conveyor.server.secret_key import secret_key_of
     from conveyor.server.settings import sqlite_folder
 
     folder = sqlite_folder(store)
+    secret_key = secret_key_of(store)
     agent = AgentSettings(
         code_cache=folder / "code", envs=folder / "envs",
         **_sandbox(store, no_sandbox, sandbox_binds),
-        **log_limits(log_max_lines, log_max_bytes),
+        **log_limits(log_max_lines, log_max_bytes), secret_key=secret_key,
     )
     return ServeSettings(
         targets=tuple(targets), store=store, host=host, port=port, token=token,
-        gateway=gateway, agent=agent, callbacks=CallbackSettings(),
+        secret_key=secret_key, gateway=gateway, agent=agent, callbacks=CallbackSettings(),
     )
 
 
@@ -309,9 +313,11 @@ def server_settings(
     *, store: str, host: str, port: int, gateway: GatewaySettings
 ) -> ServerSettings:
     from conveyor.server.callbacks import CallbackSettings
+    from conveyor.server.secret_key import secret_key_of
 
     return ServerSettings(
-        store=store, host=host, port=port, gateway=gateway, callbacks=CallbackSettings()
+        store=store, host=host, port=port, secret_key=secret_key_of(store), gateway=gateway,
+        callbacks=CallbackSettings(),
     )
 
 
@@ -321,10 +327,11 @@ def worker_settings(
     log_max_bytes: int | None = None,
 ) -> WorkerSettings:
     from conveyor.server.agent.settings import AgentSettings
+    from conveyor.server.secret_key import secret_key_of
 
     agent = AgentSettings(
         cpu_capacity=cpus, **_sandbox(store, no_sandbox, sandbox_binds),
-        **log_limits(log_max_lines, log_max_bytes),
+        **log_limits(log_max_lines, log_max_bytes), secret_key=secret_key_of(store),
     )
     return WorkerSettings(store=store, agent=agent)
 

@@ -151,6 +151,18 @@ def queue_call(name: str) -> Call:
     return Call("GET", f"/v2/taskqueue/{quote(name, safe='')}")
 
 
+def secret_put_call(name: str, value: str) -> Call:
+    return Call("POST", "/v2/secret/", body={"name": name, "value": value})
+
+
+def secrets_call() -> Call:
+    return Call("GET", "/v2/secret/")
+
+
+def secret_delete_call(name: str) -> Call:
+    return Call("DELETE", f"/v2/secret/{quote(name, safe='')}")
+
+
 def deploy_files(config_json: str, bundle: bytes) -> dict[str, tuple[str, bytes, str]]:
     """The multipart fields of ``POST /v2/deployment/``: the QueueConfig JSON and the zip."""
     return {

@@ -44,6 +44,9 @@ from conveyor.sdk.calls import (
     put_call,
     queue_call,
     queues_call,
+    secret_delete_call,
+    secret_put_call,
+    secrets_call,
     subscribe_call,
     task_call,
     tasks_call,
@@ -196,6 +199,21 @@ class Client(ClientBase):
         """One queue, as in ``queues()``; ``HTTPError`` 404 for an unknown name."""
         answer: dict[str, Any] = self.send(queue_call(name))
         return answer
+
+    def create_secret(self, name: str, value: str) -> dict[str, Any]:
+        """Create a workspace secret or give it a new value: ``{"name", "created_at",
+        "updated_at"}`` (never the value). Containers started afterwards get it."""
+        answer: dict[str, Any] = self.send(secret_put_call(name, value))
+        return answer
+
+    def secrets(self) -> list[dict[str, Any]]:
+        """The workspace's secrets, by name: names and dates, never values."""
+        answer: list[dict[str, Any]] = self.send(secrets_call())["data"]
+        return answer
+
+    def delete_secret(self, name: str) -> None:
+        """``HTTPError`` 404 for an unknown name."""
+        self.send(secret_delete_call(name))
 
     def deploy(self, config_json: str, bundle: bytes) -> dict[str, Any]:
         """Upload a code bundle: ``{"stub_id", "name", "version", "url"}`` of the new version."""

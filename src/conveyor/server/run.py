@@ -27,6 +27,7 @@ from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
 from conveyor.server.gateway.connection import limited_protocol
 from conveyor.server.gateway.state import GatewayState, with_bound_url
+from conveyor.server.secret_key import check_secret_key
 from conveyor.server.settings import (
     ServerSettings,
     ServeSettings,
@@ -212,6 +213,7 @@ async def serve(
     host, port = settings.host, settings.port
     check_sandbox(settings.agent)
     async with _opened(settings.store, stop) as store:
+        await check_secret_key(store, settings.secret_key)
         workspace = await store.ensure_workspace(DEFAULT_WORKSPACE)
         keep = sqlite_folder(settings.store) / "token"
         token = await ensure_token(store, workspace.id, settings.token, keep)
@@ -221,7 +223,9 @@ async def serve(
             store, replace(settings.agent, stub_ids=settings.agent.stub_ids | own), say=on_notice
         )
         gateway = with_bound_url(settings.gateway, host, port)
-        app = server_app(store, gateway, sandbox=settings.agent.sandbox)
+        app = server_app(
+            store, gateway, sandbox=settings.agent.sandbox, secret_key=settings.secret_key
+        )
         server = _uvicorn(app, host, port)  # first: a busy port must not leave jobs unrun
         announced = asyncio.Event()
         jobs = [agent.run(stop)]
@@ -250,7 +254,9 @@ async def run_server(
     one of several processes on the port (``conveyor.cli.processes``)."""
     stop = stop or asyncio.Event()
     async with _opened(settings.store, stop) as store, delivering(store, settings.callbacks):
-        app = server_app(store, with_bound_url(settings.gateway, settings.host, settings.port))
+        await check_secret_key(store, settings.secret_key)
+        gateway = with_bound_url(settings.gateway, settings.host, settings.port)
+        app = server_app(store, gateway, secret_key=settings.secret_key)
         server = _uvicorn(app, settings.host, settings.port, reuse_port=reuse_port)
         await _run_together(stop, server)
 
@@ -266,6 +272,7 @@ async def run_worker(
     stop = stop or asyncio.Event()
     check_sandbox(settings.agent)
     async with _opened(settings.store, stop) as store:
+        await check_secret_key(store, settings.agent.secret_key)
         await Agent(store, settings.agent, say=on_notice).run(stop)
 
 

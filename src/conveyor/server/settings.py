@@ -20,12 +20,13 @@ if TYPE_CHECKING:
     from conveyor.server.agent.settings import AgentSettings
     from conveyor.server.callbacks import CallbackSettings
     from conveyor.server.gateway.settings import GatewaySettings
+    from conveyor.server.secret_key import SecretKey
 
 DEFAULT_STORE = "sqlite:///.conveyor/conveyor.db"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-#: Fields whose value is never shown.
-SECRETS = frozenset({"token"})
+#: Fields whose value is never shown (``keys``: ``CONVEYOR_SECRET_KEY``'s).
+SECRETS = frozenset({"token", "keys"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ class ServeSettings:
     port: int
     #: The default workspace's token; None keeps the one beside the store (or makes one).
     token: str | None
+    #: The gateway's key of workspace secrets (the agent has its own, ``agent.secret_key``).
+    secret_key: SecretKey
     gateway: GatewaySettings
     agent: AgentSettings
     callbacks: CallbackSettings
@@ -47,6 +50,8 @@ class ServerSettings:
     store: str
     host: str
     port: int
+    #: The key the gateway encrypts workspace secrets with.
+    secret_key: SecretKey
     gateway: GatewaySettings
     callbacks: CallbackSettings
 
@@ -58,7 +63,8 @@ class WorkerSettings:
 
 
 def sqlite_folder(store_url: str) -> Path:
-    """The folder that holds an SQLite store (its token file and code cache live beside it)."""
+    """The folder that holds an SQLite store (its token file, secret key file and code cache
+    live beside it)."""
     if store_url.startswith("sqlite:///"):
         return Path(store_url.removeprefix("sqlite:///")).parent
     return Path(".conveyor")

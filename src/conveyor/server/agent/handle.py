@@ -4,7 +4,7 @@ dispatcher drive it through. ``RunnerProcess`` is the real one; tests pass fakes
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -78,7 +78,8 @@ class ProcessSpec:
     container_id: str
     #: The ``init`` frame: config, code root, stub and container ids.
     init: Mapping[str, Any]
-    env: Mapping[str, str]
+    #: The queue's ``env`` and its secrets: never in a repr.
+    env: Mapping[str, str] = field(repr=False)
     on_done: DoneHandler
     on_exit: ExitHandler
     #: The sandbox to run it in; None: unsandboxed (``--no-sandbox``).

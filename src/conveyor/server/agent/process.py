@@ -18,6 +18,7 @@ from conveyor.server.agent import sandbox
 from conveyor.server.agent.environments import Environment
 from conveyor.server.agent.exits import describe_exit
 from conveyor.server.agent.handle import Attempt, KillReason, ProcessSpec, ProcessState
+from conveyor.server.secret_key import ENV_SECRET_KEY
 from conveyor.server.store.records import TaskRecord
 
 log = logging.getLogger("conveyor.server.agent")
@@ -253,11 +254,13 @@ class RunnerProcess:
 
 
 def _outside(image: Environment | None) -> dict[str, str]:
-    """An unsandboxed process's base environment: the agent's, and for an image, without
-    what would put the agent's packages back on its path."""
+    """An unsandboxed process's base environment: the agent's less the key of every
+    workspace's secrets (its own come in its ``env``), and for an image, without what would
+    put the agent's packages back on its path."""
+    env = {k: v for k, v in os.environ.items() if k != ENV_SECRET_KEY}
     if image is None:
-        return dict(os.environ)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        return env
+    env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["VIRTUAL_ENV"] = str(image.path)
     env["PATH"] = f"{image.python.parent}{os.pathsep}{env.get('PATH', '')}"
     return env

@@ -33,6 +33,8 @@ class Container:
     backlog: deque[TaskRecord] = field(default_factory=deque)
     #: Its queue's image, ready, once its start has it (None: the agent's own Python).
     environment: Environment | None = None
+    #: Its processes' environment, secrets included: read once, as it starts; never shown.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def idle_processes(self) -> list[ProcessHandle]:
         return [p for p in self.processes if p.state is ProcessState.IDLE]

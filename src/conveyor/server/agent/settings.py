@@ -8,6 +8,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.server.secret_key import SecretKey
 from conveyor.server.store.records import DEPLOYMENT, LogLimits, StubType
 
 
@@ -47,10 +48,12 @@ class AgentSettings:
     #: Folders bound read-write, at their own path, into every sandbox (``--sandbox-bind``):
     #: the way to give handlers a shared folder.
     sandbox_binds: tuple[str, ...] = ()
-    #: Folders and files no sandbox shows, even inside a bound folder: the store's folder
-    #: and its token file (the command line sets them). The code cache, the environments
-    #: and uv's cache are always hidden.
+    #: Folders and files no sandbox shows, even inside a bound folder: the store's files,
+    #: its token and secret key files (the command line sets them). The code cache, the
+    #: environments and uv's cache are always hidden.
     sandbox_hidden: tuple[str, ...] = ()
+    #: Decrypts the secrets a queue's processes get (DESIGN A9); the default has no key.
+    secret_key: SecretKey = field(default_factory=SecretKey)
     #: What each task keeps of the lines its processes write (DESIGN A8).
     log_limits: LogLimits = field(default_factory=LogLimits)
     agent_id: str = field(

@@ -16,8 +16,9 @@ import orjson
 
 from conveyor import policy
 from conveyor.error_info import ErrorInfo
-from conveyor.errors import ConveyorError, ImageBuildError, StoreError
+from conveyor.errors import ConveyorError, ImageBuildError, SecretError, StoreError
 from conveyor.server.agent.code_cache import code_root
+from conveyor.server.agent.container_env import container_environment
 from conveyor.server.agent.environments import Environment, Environments
 from conveyor.server.agent.exits import crash_error, describe_exit, process_exit
 from conveyor.server.agent.handle import (
@@ -154,6 +155,9 @@ class Supervisor:
                 runtime.code_root = await code_root(
                     self.store, runtime.stub, runtime.config, self.settings.code_cache
                 )
+            container.env = await container_environment(
+                self.store, self.settings.secret_key, runtime
+            )
             if runtime.config.image is not None:  # the one wait an image adds: this start's
                 container.environment = await self._environment(runtime, runtime.code_root)
             if container.stopping:  # retired while its environment was built
@@ -165,11 +169,14 @@ class Supervisor:
             runtime.containers.pop(container.id, None)
             runtime.start_not_before = time.time() + self.settings.start_retry_s
             if not (self.draining or container.stopping):
-                error = ErrorInfo("ImageBuildError", exc.message).to_dict()
-                await self._fail_waiting(runtime, container, error)
+                built = ErrorInfo("ImageBuildError", exc.message).to_dict()
+                await self._fail_waiting(runtime, container, built)
             return
         except ConveyorError as exc:
             log.error("cannot start a container for %s: %s", runtime.stub.name, exc)
+            if isinstance(exc, SecretError):  # the queue's to fix: its task says why
+                missing = ErrorInfo(type(exc).__name__, exc.message).to_dict()
+                await self._fail_waiting(runtime, container, missing)
             runtime.containers.pop(container.id, None)
             runtime.start_not_before = time.time() + self.settings.start_retry_s
             return
@@ -200,8 +207,9 @@ class Supervisor:
     async def _fail_waiting(
         self, runtime: StubRuntime, container: Container, error: dict[str, Any]
     ) -> None:
-        """The code did not load (a SyntaxError, an ImportError, ``on_start`` raised) or its
-        image did not build: end a waiting task with that error, as if the handler had raised
+        """The code did not load (a SyntaxError, an ImportError, ``on_start`` raised), its
+        image did not build or a secret is missing: end a waiting task with that error, as if
+        the handler had raised
         it (retried only if its type is in ``retry_for``), so the queue says why instead of
         its tasks waiting to their ttl. One task per failed start: the next start may work."""
         with contextlib.suppress(StoreError):
@@ -229,10 +237,9 @@ class Supervisor:
             "stub_type": runtime.stub.type,
             "container_id": container.id,
         }
-        env = dict(runtime.config.env)
         spec = ProcessSpec(
-            container.id, init, env, self._on_done, self.on_exit, self._sandbox, self.logs.add,
-            container.environment,
+            container.id, init, container.env, self._on_done, self.on_exit, self._sandbox,
+            self.logs.add, container.environment,
         )
         process = self._spawn(spec)
         container.processes.append(process)

@@ -11,7 +11,15 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
-from conveyor.server.gateway import deploy, downloads, health, queues, sse, task_routes
+from conveyor.server.gateway import (
+    deploy,
+    downloads,
+    health,
+    queues,
+    secret_routes,
+    sse,
+    task_routes,
+)
 from conveyor.server.gateway.agents import AgentDirectory
 from conveyor.server.gateway.dispatch import GatewayApp
 from conveyor.server.gateway.errors import install_error_handlers
@@ -31,6 +39,7 @@ from conveyor.server.gateway.openapi import (
     CANCEL_BODY,
     DEPLOY_BODY,
     ENQUEUE_BODY,
+    SECRET_BODY,
     clean_openapi,
     docs_routes,
     responses,
@@ -46,6 +55,8 @@ from conveyor.server.gateway.schemas import (
     LogPageOut,
     QueueListOut,
     QueueOut,
+    SecretListOut,
+    SecretOut,
     TaskIdOut,
     TaskIdsOut,
     TaskInputOut,
@@ -55,6 +66,7 @@ from conveyor.server.gateway.schemas import (
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.gateway.signing import OutputSigner
 from conveyor.server.gateway.state import GatewayState
+from conveyor.server.secret_key import SecretKey
 from conveyor.server.store.base import Store
 
 Endpoint = Callable[..., Any]
@@ -108,6 +120,7 @@ def create_app(
     *,
     manage_store: bool = False,
     mounted: Sequence[BaseRoute] = (),
+    secret_key: SecretKey | None = None,
 ) -> FastAPI:
     """The gateway app over ``store``.
 
@@ -118,6 +131,8 @@ def create_app(
         otherwise the caller passes an opened store and closes it.
     mounted
         Routes served after the gateway's own, through the same dispatch (the dashboard's).
+    secret_key
+        Encrypts the workspaces' secrets; None: no key, so creating one answers 503.
     """
     settings = settings or GatewaySettings()
 
@@ -146,6 +161,7 @@ def create_app(
         signer=OutputSigner(store),
         metrics=GatewayMetrics(),
         agents=AgentDirectory(store),
+        secret_key=secret_key or SecretKey(),
     )
     install_error_handlers(app, settings.retry_after_s)
     clean_openapi(app)
@@ -229,6 +245,17 @@ routes: list[BaseRoute] = [
            "Deploy the next version of a queue", DeployOut, (400, 401), body=DEPLOY_BODY),
     _route("/v2/deployment", deploy.deploy, "POST",
            "Deploy", DeployOut, (400, 401), hidden=True),
+    # -- secrets (names and dates out, never values) -------------------------------------
+    _route("/v2/secret/", secret_routes.put_secret, "POST",
+           "Create or update a secret", SecretOut, (400, 401), body=SECRET_BODY),
+    _route("/v2/secret", secret_routes.put_secret, "POST",
+           "Create or update a secret", SecretOut, (400, 401), hidden=True),
+    _route("/v2/secret/", secret_routes.list_secrets, "GET",
+           "List secrets: names and dates", SecretListOut, (401,)),
+    _route("/v2/secret", secret_routes.list_secrets, "GET",
+           "List secrets", SecretListOut, (401,), hidden=True),
+    _route("/v2/secret/{name}", secret_routes.delete_secret, "DELETE",
+           "Delete a secret", EmptyOut, _READ),
     # -- operations ----------------------------------------------------------------------
     _route("/healthz", health.healthz, "GET", "Liveness", HealthOut, (), auth=None),
     _route("/readyz", health.readyz, "GET", "Readiness: the store answers", HealthOut, (),

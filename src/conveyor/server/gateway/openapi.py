@@ -66,6 +66,23 @@ CANCEL_BODY: dict[str, Any] = {
     },
 }
 
+SECRET_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Z_][A-Z0-9_]*$", "maxLength": 256},
+                    "value": {"type": "string", "description": "at most 64 KiB (UTF-8), no NUL"},
+                },
+                "required": ["name", "value"],
+                "additionalProperties": False,
+            }
+        }
+    },
+}
+
 DEPLOY_BODY: dict[str, Any] = {
     "required": True,
     "content": {

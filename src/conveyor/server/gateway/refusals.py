@@ -15,6 +15,7 @@ from conveyor.errors import (
     NotFound,
     OutputTooLarge,
     PendingLimitExceeded,
+    SecretKeyError,
     StoreError,
     StoreUnavailable,
 )
@@ -63,6 +64,7 @@ STATUS_BY_ERROR: tuple[tuple[type[ConveyorError], int], ...] = (
     (TooManyStreams, HTTPStatus.TOO_MANY_REQUESTS),
     (PendingLimitExceeded, HTTPStatus.TOO_MANY_REQUESTS),
     (StoreUnavailable, HTTPStatus.SERVICE_UNAVAILABLE),
+    (SecretKeyError, HTTPStatus.SERVICE_UNAVAILABLE),  # the operator's to fix, not the caller's
     (StoreError, HTTPStatus.INTERNAL_SERVER_ERROR),
 )
 

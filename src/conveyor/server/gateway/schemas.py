@@ -166,6 +166,18 @@ class DeployOut(BaseModel):
     url: str
 
 
+class SecretOut(BaseModel):
+    """A secret: its name and dates; its value is never shown."""
+
+    name: str
+    created_at: str
+    updated_at: str
+
+
+class SecretListOut(BaseModel):
+    data: list[SecretOut]
+
+
 class HealthOut(BaseModel):
     status: str
     #: ``/readyz`` of ``conveyor serve``: whether its agent sandboxes worker processes.

@@ -1,4 +1,5 @@
-"""What every route needs: the store, the settings, the output signer and the metrics."""
+"""What every route needs: the store, the settings, the output signer, the metrics and the
+key of workspace secrets."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from conveyor.server.gateway.metrics import GatewayMetrics
 from conveyor.server.gateway.settings import GatewaySettings
 from conveyor.server.gateway.signing import OutputSigner
 from conveyor.server.gateway.stream_hub import StreamHub
+from conveyor.server.secret_key import SecretKey
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import Workspace
 
@@ -26,6 +28,8 @@ class GatewayState:
     signer: OutputSigner
     metrics: GatewayMetrics
     agents: AgentDirectory
+    #: Encrypts the secrets the workspaces create (DESIGN A9); the default has no key (503).
+    secret_key: SecretKey = field(default_factory=SecretKey)
     #: The event streams' one store subscription, and their count per workspace.
     streams: StreamHub = field(default_factory=StreamHub)
     _tokens: dict[str, tuple[float, Workspace]] = field(default_factory=dict)

@@ -27,6 +27,7 @@ from conveyor.server.store.records import (
     OutputInfo,
     QueueSummary,
     Revoked,
+    SecretInfo,
     ServerKeys,
     Stub,
     StubLoad,
@@ -118,6 +119,32 @@ class Store(Protocol):
 
     async def rotate_server_key(self) -> ServerKeys:
         """Make a new current key; the current one becomes the previous, older ones are gone."""
+
+    # -- workspace secrets (DESIGN A9): ciphertext only, encrypted outside the store --------------
+    async def put_secret(
+        self, workspace_id: str, name: str, ciphertext: str, now: float | None = None
+    ) -> SecretInfo:
+        """Create the secret, or replace its ciphertext (``updated_at`` moves, not
+        ``created_at``)."""
+
+    async def list_secrets(self, workspace_id: str) -> list[SecretInfo]:
+        """The workspace's secrets by name: names and dates, never ciphertext."""
+
+    async def delete_secret(self, workspace_id: str, name: str) -> bool:
+        """False when the workspace has no such secret."""
+
+    async def secret_ciphertexts(
+        self, workspace_id: str, names: Collection[str]
+    ) -> dict[str, str]:
+        """The ciphertext of each of ``names`` the workspace has (the others are absent)."""
+
+    async def any_secret(self) -> tuple[str, str] | None:
+        """The name and ciphertext of one secret of any workspace; None when there is none
+        (a process checks at start that it has a key, and the right one)."""
+
+    async def rewrap_secrets(self, rewrap: Callable[[str, str], str]) -> int:
+        """Replace every secret's ciphertext with ``rewrap(name, ciphertext)``, all in one
+        transaction (an exception from ``rewrap`` changes nothing); returns how many."""
 
     # -- stubs, deployments, code objects ----------------------------------------------------
     async def deploy_stub(

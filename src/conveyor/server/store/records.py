@@ -323,6 +323,15 @@ class Revoked:
     sessions: int
 
 
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """A workspace secret as anyone may see it: its name and dates, never its value."""
+
+    name: str
+    created_at: int
+    updated_at: int
+
+
 EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed", "logs"]
 
 

@@ -9,7 +9,8 @@ attempt are also fenced (``AND fence = ?``), so a refused write matches no row a
 workspaces and tokens (``tenants.py``), task attempts (``attempts.py``, ``finish.py``,
 ``sweep.py``), reads (``queries.py``), the callbacks outbox (``outbox.py``), the server keys
 (``keys.py``), the agents directory (``agents.py``), dashboard sessions and token revocation
-(``sessions.py``) and group-committed enqueues (``group_commit.py``). The driver seam is in
+(``sessions.py``), workspace secrets (``workspace_secrets.py``) and group-committed enqueues
+(``group_commit.py``). The driver seam is in
 ``driver.py``, re-exported here.
 """
 
@@ -53,13 +54,14 @@ from conveyor.server.store.sessions import SessionsMixin
 from conveyor.server.store.sweep import SweepMixin
 from conveyor.server.store.task_logs import LogsMixin
 from conveyor.server.store.tenants import TenantsMixin
+from conveyor.server.store.workspace_secrets import SecretsMixin
 
 __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migrations"]
 
 
 class SqlStore(
     AttemptsMixin, FinishMixin, SweepMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin,
-    SessionsMixin, TenantsMixin, HistoryMixin, LogsMixin,
+    SessionsMixin, TenantsMixin, HistoryMixin, LogsMixin, SecretsMixin,
 ):
     """``conveyor.server.store.base.Store`` over a :class:`Driver`."""
 
