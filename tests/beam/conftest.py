@@ -160,9 +160,10 @@ def run_script(command: list[str], folder: Path, **env: str) -> Any:
 
 
 def python_client(python: Path, gateway: Gateway, script: str, **env: str) -> Any:
-    """``script`` run by the beta9 environment's interpreter, with ``URL`` and ``TOKEN`` set."""
+    """``script`` run by the beta9 environment's interpreter, with ``URL`` and ``TOKEN`` (the
+    owner's unless ``env`` says) set."""
     return run_script([str(python), "-c", textwrap.dedent(script)], gateway.server.folder,
-                      URL=gateway.url, TOKEN=gateway.token, **env)
+                      **{"URL": gateway.url, "TOKEN": gateway.token, **env})
 
 
 def node_client(modules: Path, gateway: Gateway, script: str, **env: str) -> Any:
@@ -173,6 +174,7 @@ def node_client(modules: Path, gateway: Gateway, script: str, **env: str) -> Any
         f"(async () => {{\n{textwrap.dedent(script)}\n}})()"
         ".catch((error) => { console.error(error); process.exit(1); });\n"
     )
-    return run_script(["node", "-e", program], gateway.server.folder, NODE_PATH=str(modules),
-                      URL=gateway.url, TOKEN=gateway.token, **env)
+    return run_script(["node", "-e", program], gateway.server.folder,
+                      **{"NODE_PATH": str(modules), "URL": gateway.url, "TOKEN": gateway.token,
+                         **env})
 
