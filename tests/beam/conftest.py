@@ -31,7 +31,8 @@ CACHE = Path(__file__).resolve().parents[2] / ".cache" / "beam-clients"
 INSTALL_WITHIN_S = 600
 RUN_WITHIN_S = 90
 
-#: Beside the CLI tests' handlers (fast, slow, failing, saving): bytes with an output.
+#: Beside the CLI tests' handlers (fast, slow, failing) and docs/api.md's ``square``
+#: (examples/app.py): bytes with an output.
 EXTRA_HANDLERS = '''
     from conveyor import Output, task_queue
 
@@ -41,7 +42,9 @@ EXTRA_HANDLERS = '''
         Output.from_bytes("echo.txt", text.encode()).save()
         return text.encode()
 '''
-SERVED = ("handlers.py:fast", "handlers.py:slow", "handlers.py:failing", "beam_handlers.py:blob")
+SERVED = ("handlers.py:fast", "handlers.py:slow", "handlers.py:failing", "beam_handlers.py:blob",
+          "app.py:square")
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "app.py"
 
 
 def unavailable(message: str) -> None:
@@ -124,6 +127,7 @@ class Gateway:
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     folder = tmp_path_factory.mktemp("beam")
     (folder / "beam_handlers.py").write_text(textwrap.dedent(EXTRA_HANDLERS))
+    shutil.copy(EXAMPLES, folder / "app.py")
     server = start_server(folder, SERVED)
     try:
         deployed = server.cli("deploy", "handlers.py:fast")  # fast v2, a deployed version
@@ -151,30 +155,32 @@ def _stub_ids(server: Server) -> dict[str, str]:
     return stubs
 
 
-def run_script(command: list[str], folder: Path, **env: str) -> Any:
-    """Run a client's script; it prints one JSON value as its last line, which is returned."""
+def run_script(command: list[str], folder: Path, env: dict[str, str]) -> str:
+    """What a client's script printed; it must succeed."""
     result = subprocess.run(command, capture_output=True, text=True, timeout=RUN_WITHIN_S,
                             env=clean_env(folder, **env), cwd=folder)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return result.stdout
 
 
 def python_client(python: Path, gateway: Gateway, script: str, **env: str) -> Any:
     """``script`` run by the beta9 environment's interpreter, with ``URL`` and ``TOKEN`` (the
-    owner's unless ``env`` says) set."""
-    return run_script([str(python), "-c", textwrap.dedent(script)], gateway.server.folder,
-                      **{"URL": gateway.url, "TOKEN": gateway.token, **env})
+    owner's unless ``env`` says) set; it prints one JSON value last, which is returned."""
+    printed = run_script([str(python), "-c", textwrap.dedent(script)], gateway.server.folder,
+                         {"URL": gateway.url, "TOKEN": gateway.token, **env})
+    return json.loads(printed.strip().splitlines()[-1])
 
 
 def node_client(modules: Path, gateway: Gateway, script: str, **env: str) -> Any:
     """``script``'s body run under node inside an async function, with ``URL`` and ``TOKEN``
-    set and beam-js on ``NODE_PATH``; ``out(value)`` prints the answer."""
+    set and beam-js on ``NODE_PATH``; ``out(value)`` prints the value returned."""
     program = (
         "const out = (value) => console.log(JSON.stringify(value));\n"
         f"(async () => {{\n{textwrap.dedent(script)}\n}})()"
         ".catch((error) => { console.error(error); process.exit(1); });\n"
     )
-    return run_script(["node", "-e", program], gateway.server.folder,
-                      **{"NODE_PATH": str(modules), "URL": gateway.url, "TOKEN": gateway.token,
-                         **env})
+    printed = run_script(["node", "-e", program], gateway.server.folder,
+                         {"NODE_PATH": str(modules), "URL": gateway.url, "TOKEN": gateway.token,
+                          **env})
+    return json.loads(printed.strip().splitlines()[-1])
 

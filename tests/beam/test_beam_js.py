@@ -43,7 +43,7 @@ def test_workspace_and_deployments(beam_js: Path, gateway: Gateway) -> None:
     assert sorted(answer["all"]) == sorted([
         ["fast", 1, "taskqueue/serve"], ["fast", 2, "taskqueue/deployment"],
         ["slow", 1, "taskqueue/serve"], ["failing", 1, "taskqueue/serve"],
-        ["blob", 1, "taskqueue/serve"],
+        ["blob", 1, "taskqueue/serve"], ["square", 1, "taskqueue/serve"],
     ])
     v2 = gateway.stubs["fast v2"]
     assert answer["fast"] == [[v2, 2, True, f"{gateway.url}/taskqueue/fast/v2", True]]
