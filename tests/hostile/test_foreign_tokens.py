@@ -32,8 +32,13 @@ async def _alices_task(store: Store, http: httpx.AsyncClient, alice: Tenant) -> 
     return task_id, stub.id
 
 
-def _routes(task_id: str, stub_id: str) -> list[tuple[str, str, dict[str, object] | None]]:
+def _routes(
+    task_id: str, stub_id: str, workspace_id: str
+) -> list[tuple[str, str, dict[str, object] | None]]:
+    """Every route that names a task or a stub; Beam's dialect also names the owner's
+    workspace (DESIGN A12), which must not matter."""
     ids: dict[str, object] = {"task_ids": [task_id]}
+    ws = workspace_id
     return [
         ("GET", f"/v2/task/{task_id}", None),
         ("GET", f"/v2/task/{task_id}/", None),
@@ -58,6 +63,15 @@ def _routes(task_id: str, stub_id: str) -> list[tuple[str, str, dict[str, object
         ("POST", f"/taskqueue/public/{stub_id}", {}),
         ("GET", "/v2/taskqueue/", None),
         ("GET", "/v2/taskqueue/secret-queue", None),
+        ("GET", f"/api/v1/task/{ws}/{task_id}", None),
+        ("GET", f"/api/v1/task/{ws}/{task_id}/subscribe", None),
+        ("GET", f"/api/v1/task/{ws}?stub_ids={stub_id}", None),
+        ("DELETE", f"/api/v1/task/{ws}", {"ids": [task_id]}),
+        ("DELETE", f"/api/v1/task/{ws}?task_ids={task_id}", None),
+        ("GET", f"/api/v1/deployment/{ws}/{stub_id}", None),
+        ("GET", f"/api/v1/deployment/{ws}?stub_ids={stub_id}", None),
+        ("GET", f"/api/v1/deployment/{stub_id}/url", None),
+        ("GET", f"/api/v1/stub/{stub_id}/url", None),
     ]
 
 
@@ -68,11 +82,12 @@ async def _call(
 
 
 async def _answers(
-    http: httpx.AsyncClient, task_id: str, stub_id: str, headers: dict[str, str]
+    http: httpx.AsyncClient, task_id: str, stub_id: str, workspace_id: str,
+    headers: dict[str, str],
 ) -> list[tuple[str, int, str]]:
     """Each route's status and body, with the ids it was asked about replaced by placeholders."""
     answers = []
-    for method, path, body in _routes(task_id, stub_id):
+    for method, path, body in _routes(task_id, stub_id, workspace_id):
         response = await _call(http, method, path, body, headers)
         text = response.text.replace(task_id, "<task>").replace(stub_id, "<stub>")
         answers.append((f"{method} {path}", response.status_code, text))
@@ -83,8 +98,9 @@ async def test_another_workspaces_ids_look_like_unknown_ids(
     store: Store, http: httpx.AsyncClient, alice: Tenant, mallory: Tenant
 ) -> None:
     task_id, stub_id = await _alices_task(store, http, alice)
-    foreign = await _answers(http, task_id, stub_id, mallory.auth)
-    unknown = await _answers(http, str(uuid.uuid4()), str(uuid.uuid4()), mallory.auth)
+    owner = alice.workspace.id
+    foreign = await _answers(http, task_id, stub_id, owner, mallory.auth)
+    unknown = await _answers(http, str(uuid.uuid4()), str(uuid.uuid4()), owner, mallory.auth)
     for (route, status, text), (_, status_unknown, text_unknown) in zip(
         foreign, unknown, strict=True
     ):
@@ -108,7 +124,7 @@ async def test_no_token_is_401_everywhere(
     store: Store, http: httpx.AsyncClient, alice: Tenant
 ) -> None:
     task_id, stub_id = await _alices_task(store, http, alice)
-    for method, path, body in _routes(task_id, stub_id):
+    for method, path, body in _routes(task_id, stub_id, alice.workspace.id):
         for headers in (NO_TOKEN, {"Authorization": "Bearer wrong"}, {"Authorization": ""}):
             response = await _call(http, method, path, body, headers)
             assert response.status_code == 401, (method, path, headers, response.status_code)

@@ -25,7 +25,7 @@ IO_MODULES = (
 #: others: the answer functions (``answers``, ``streams``) and the plain helpers they use.
 GATEWAY_ROUTES = tuple(f"conveyor.server.gateway.{name}" for name in (
     "app", "dispatch", "plain_route", "openapi", "invoke", "task_routes", "queues", "sse",
-    "downloads", "deploy", "health",
+    "downloads", "deploy", "health", "beam_routes",
 ))
 
 #: (part, forbidden prefixes, why)

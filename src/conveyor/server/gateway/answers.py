@@ -13,6 +13,7 @@ from conveyor.clock import now, parse_iso
 from conveyor.errors import NotFound
 from conveyor.server.gateway.errors import BadRequest
 from conveyor.server.gateway.state import GatewayState
+from conveyor.server.gateway.task_body import MAX_TASKS_PER_CALL
 from conveyor.server.gateway.views import queue_json, task_json
 from conveyor.server.store.records import TaskFilter, TaskView, Workspace
 from conveyor.tasks import TaskStatus
@@ -61,8 +62,8 @@ async def task_page(
         queue=query.queue or None,
         stub_id=query.stub_id or None,
         container_id=query.container_id or None,
-        created_after=_instant("created_after", query.created_after),
-        created_before=_instant("created_before", query.created_before),
+        created_after=instant("created_after", query.created_after),
+        created_before=instant("created_before", query.created_before),
     )
     try:
         views, next_cursor = await state.store.list_tasks(
@@ -79,6 +80,8 @@ async def cancel(state: GatewayState, workspace: Workspace, body: dict[str, Any]
     ids = body.get("task_ids", body.get("ids"))
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise BadRequest('body must be {"task_ids": ["<task id>", ...]}')
+    if len(ids) > MAX_TASKS_PER_CALL:
+        raise BadRequest(f"a cancel call names at most {MAX_TASKS_PER_CALL} tasks, got {len(ids)}")
     result = await state.store.cancel(workspace.id, list(dict.fromkeys(ids)))
     return {
         "cancelled": result.cancelled,
@@ -112,7 +115,8 @@ def _statuses(text: str | None) -> frozenset[TaskStatus] | None:
     return statuses or None
 
 
-def _instant(name: str, text: str | None) -> int | None:
+def instant(name: str, text: str | None) -> int | None:
+    """The query value ``name``, an ISO 8601 timestamp, in microseconds; None when not given."""
     if not text:
         return None
     try:

@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from conveyor.server.gateway import (
+    beam_routes,
     deploy,
     downloads,
     health,
@@ -21,6 +22,14 @@ from conveyor.server.gateway import (
     task_routes,
 )
 from conveyor.server.gateway.agents import AgentDirectory
+from conveyor.server.gateway.beam_schemas import (
+    BeamDeploymentOut,
+    BeamDeploymentPageOut,
+    BeamTaskOut,
+    BeamTaskPageOut,
+    BeamUrlOut,
+    BeamWorkspaceOut,
+)
 from conveyor.server.gateway.dispatch import GatewayApp
 from conveyor.server.gateway.errors import install_error_handlers
 from conveyor.server.gateway.invoke import (
@@ -256,6 +265,27 @@ routes: list[BaseRoute] = [
            "List secrets", SecretListOut, (401,), hidden=True),
     _route("/v2/secret/{name}", secret_routes.delete_secret, "DELETE",
            "Delete a secret", EmptyOut, _READ),
+    # -- Beam's clients (DESIGN A12): Beam's /api/v1 dialect over the same store ----------
+    _route("/api/v1/workspace/current", beam_routes.current_workspace, "GET",
+           "Beam's clients: the token's workspace", BeamWorkspaceOut, (401,)),
+    _route("/api/v1/task/{workspace_id}/{task_id}/subscribe", beam_routes.subscribe_task, "GET",
+           "Beam's clients: stream a task's status changes", None, _STREAM,
+           response_class=StreamingResponse, media_type="text/event-stream"),
+    _route("/api/v1/task/{workspace_id}/{task_id}", beam_routes.get_task, "GET",
+           "Beam's clients: a task", BeamTaskOut, _FOUND),
+    _route("/api/v1/task/{workspace_id}", beam_routes.list_tasks, "GET",
+           "Beam's clients: tasks, newest first", BeamTaskPageOut, (400, 401)),
+    _route("/api/v1/task/{workspace_id}", beam_routes.cancel_tasks, "DELETE",
+           "Beam's clients: cancel tasks", EmptyOut, (400, 401),
+           body={**CANCEL_BODY, "required": False}),
+    _route("/api/v1/deployment/{deployment_id}/url", beam_routes.deployment_url, "GET",
+           "Beam's clients: where to enqueue onto a deployment", BeamUrlOut, _FOUND),
+    _route("/api/v1/deployment/{workspace_id}/{deployment_id}", beam_routes.get_deployment,
+           "GET", "Beam's clients: a deployment (a queue version)", BeamDeploymentOut, _FOUND),
+    _route("/api/v1/deployment/{workspace_id}", beam_routes.list_deployments, "GET",
+           "Beam's clients: deployments, newest first", BeamDeploymentPageOut, (400, 401)),
+    _route("/api/v1/stub/{stub_id}/url", beam_routes.stub_url, "GET",
+           "Beam's clients: where to enqueue onto a stub", BeamUrlOut, _FOUND),
     # -- operations ----------------------------------------------------------------------
     _route("/healthz", health.healthz, "GET", "Liveness", HealthOut, (), auth=None),
     _route("/readyz", health.readyz, "GET", "Readiness: the store answers", HealthOut, (),

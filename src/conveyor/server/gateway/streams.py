@@ -9,7 +9,8 @@ reaches this process, not a polling loop. Each stream holds one of its workspace
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import orjson
 from starlette.responses import StreamingResponse
@@ -23,6 +24,8 @@ from conveyor.server.store.records import TaskView, Workspace
 from conveyor.tasks import is_terminal
 
 PING = b": ping\n\n"
+#: What a stream makes of a task's JSON before sending it (another dialect's shape).
+Shape = Callable[[dict[str, Any]], dict[str, Any]]
 #: Headers of an event stream: never cached, never buffered by a proxy.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -54,13 +57,14 @@ def open_slot(state: GatewayState, workspace: Workspace) -> StreamSlot:
 
 
 async def task_stream(
-    state: GatewayState, base_url: str, workspace: Workspace, task_id: str
+    state: GatewayState, base_url: str, workspace: Workspace, task_id: str,
+    shape: Shape | None = None,
 ) -> EventStream:
     """The SSE response of one task; ``NotFound`` at once (not while streaming) for no such
     task, ``TooManyStreams`` when the workspace has its most streams open."""
     slot = open_slot(state, workspace)
     try:
-        watcher, frames = await task_frames(state, base_url, workspace, task_id)
+        watcher, frames = await task_frames(state, base_url, workspace, task_id, shape)
     except BaseException:
         slot.release()
         raise
@@ -68,7 +72,8 @@ async def task_stream(
 
 
 async def task_frames(
-    state: GatewayState, base_url: str, workspace: Workspace, task_id: str
+    state: GatewayState, base_url: str, workspace: Workspace, task_id: str,
+    shape: Shape | None = None,
 ) -> tuple[Watcher, AsyncIterator[bytes]]:
     """The frames of one task and the watcher they wait on (the caller closes it);
     ``NotFound`` at once for no such task."""
@@ -82,7 +87,7 @@ async def task_frames(
     if view is None:
         watcher.close()
         raise NotFound(f"unknown task {task_id!r}")
-    return watcher, _frames(state, base_url, watcher, view, workspace.id)
+    return watcher, _frames(state, base_url, watcher, view, workspace.id, shape)
 
 
 def status_frame(task: dict[str, object]) -> bytes:
@@ -95,6 +100,7 @@ async def _frames(
     watcher: Watcher,
     first: TaskView,
     workspace_id: str,
+    shape: Shape | None,
 ) -> AsyncIterator[bytes]:
     task_id = first.task.id
     view: TaskView | None = first
@@ -105,7 +111,8 @@ async def _frames(
                 key = (view.task.status.value, view.task.updated_at)
                 if key != sent:
                     sent = key
-                    yield status_frame(await render_task(state, base_url, view))
+                    task = await render_task(state, base_url, view)
+                    yield status_frame(task if shape is None else shape(task))
                 if is_terminal(view.task.status):
                     return
             if not await watcher.wait(state.settings.sse_ping_s):

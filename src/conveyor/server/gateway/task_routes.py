@@ -8,8 +8,6 @@ from fastapi import Depends, Request
 from conveyor.server.gateway import answers, insight
 from conveyor.server.gateway.auth import require_workspace
 from conveyor.server.gateway.bodies import read_object
-from conveyor.server.gateway.errors import BadRequest
-from conveyor.server.gateway.invoke import MAX_TASKS_PER_CALL
 from conveyor.server.gateway.responses import OrjsonResponse
 from conveyor.server.gateway.state import gateway_state
 from conveyor.server.store.records import Workspace
@@ -40,9 +38,6 @@ async def cancel_tasks(
     workspace: Workspace = Depends(require_workspace),  # noqa: B008
 ) -> OrjsonResponse:
     body = await read_object(request)
-    ids = body.get("task_ids", body.get("ids"))
-    if isinstance(ids, list) and len(ids) > MAX_TASKS_PER_CALL:
-        raise BadRequest(f"a cancel call names at most {MAX_TASKS_PER_CALL} tasks, got {len(ids)}")
     return OrjsonResponse(await answers.cancel(gateway_state(request), workspace, body))
 
 
