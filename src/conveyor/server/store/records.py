@@ -43,6 +43,9 @@ class Stub:
     object_id: int
     created_at: int
     updated_at: int
+    #: False once the version is stopped: it takes no new tasks, keeps no containers and makes
+    #: no ticks (DESIGN A11).
+    active: bool = True
     #: ``config`` parsed when the record is made, or why it does not parse.
     _parsed: QueueConfig | str = field(init=False, repr=False, compare=False)
 

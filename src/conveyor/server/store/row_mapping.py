@@ -27,7 +27,7 @@ _TASK_COLUMNS = (
 )  # fmt: skip
 _STUB_COLUMNS = (
     "id", "workspace_id", "name", "type", "version", "config", "config_version", "object_id",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "active",
 )  # fmt: skip
 
 
@@ -118,6 +118,7 @@ def to_stub(row: Sequence[Any]) -> Stub:
         object_id=int(row[7]),
         created_at=int(row[8]),
         updated_at=int(row[9]),
+        active=bool(row[10]),
     )
 
 

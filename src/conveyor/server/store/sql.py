@@ -113,7 +113,7 @@ class SqlStore(
         for _ in range(20):
             rows = await tx.execute(
                 f"INSERT INTO stubs ({STUB_COLS})"
-                " SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, 1, ?, ?, ?"
+                " SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, 1, ?, ?, ?, ?"
                 " FROM stubs WHERE workspace_id = ? AND name = ?"
                 " ON CONFLICT (workspace_id, name, version) DO NOTHING"
                 f" RETURNING {STUB_COLS}",
@@ -126,6 +126,7 @@ class SqlStore(
                     object_id,
                     t,
                     t,
+                    True,
                     workspace_id,
                     name,
                 ],
