@@ -102,6 +102,8 @@ class TaskRecord:
     result: str | None
     #: JSON text of a ``conveyor.error_info.ErrorInfo``, or None.
     error: str | None
+    #: The task this one re-runs (``POST /v2/task/{id}/replay``), or None.
+    replay_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,8 @@ class NewTask:
     callback_url: str | None = None
     #: Same key within 24 h returns the existing task id and creates nothing.
     idempotency_key: str | None = None
+    #: The task this one re-runs, for a replay.
+    replay_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +254,7 @@ class VersionSummary:
     stub_id: str
     type: StubType
     created_at: int
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +326,7 @@ class Revoked:
     sessions: int
 
 
-EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed", "logs"]
+EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed", "logs", "stub"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,7 +334,7 @@ class Event:
     """A change notification. ``task``: a task's status changed; ``enqueued``: new runnable work
     for ``stub_id``; ``cancel``: a RUNNING task was cancelled and its process must be killed;
     ``warmup``: start a container for ``stub_id`` without a task; ``logs``: lines of ``task_id``
-    were stored; ``changed``: another process
+    were stored; ``stub``: ``stub_id`` was stopped, started or deleted; ``changed``: another process
     wrote to an SQLite store (whose events do not cross processes) — re-read what you watch."""
 
     kind: EventKind
