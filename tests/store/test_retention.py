@@ -8,6 +8,7 @@ from typing import cast
 
 import pytest
 
+from conveyor.server.retention import Retention
 from conveyor.server.store import retention
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import LogLimits, LogLine, NewTask, Outcome, Stub, Workspace
@@ -137,3 +138,16 @@ async def test_many_processes_prune_together(open_more: OpenStore, ws: Workspace
     counts = await asyncio.gather(*(prune_all(s) for s in stores))
     assert sum(counts) == len(ids)
     assert (await rows(first))["tasks"] == 0
+
+
+async def test_the_chore_keeps_tasks_for_the_retention(store: Store, stub: Stub) -> None:
+    """``--retention 7d``: a task that ended at T0 + 1 is kept until T0 + 1 + 7 days; with 0,
+    forever."""
+    task_id = await finished(store, stub, T0)
+    await deliver_callbacks(store, T0 + 2)
+    assert await Retention(store, 0).run_once(now=T0 + 365 * DAY) == 0
+    week = Retention(store, 7 * DAY)
+    assert await week.run_once(now=T0 + 1 + 7 * DAY - 0.001) == 0
+    assert await store.get_task(task_id) is not None
+    assert await week.run_once(now=T0 + 1 + 7 * DAY + 0.001) == 1
+    assert await store.get_task(task_id) is None

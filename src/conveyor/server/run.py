@@ -27,6 +27,7 @@ from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
 from conveyor.server.gateway.connection import limited_protocol
 from conveyor.server.gateway.state import GatewayState, with_bound_url
+from conveyor.server.retention import retaining
 from conveyor.server.settings import (
     ServerSettings,
     ServeSettings,
@@ -232,7 +233,8 @@ async def serve(
             await _announce(on_ready, host, port, token, served)
             announced.set()
 
-        async with delivering(store, settings.callbacks):  # stopped after the gateway
+        # The callback sender and the retention chore stop after the gateway.
+        async with delivering(store, settings.callbacks), retaining(store, settings.retention_s):
             await _run_together(stop, server, *jobs, on_started=started)
 
 
@@ -244,20 +246,25 @@ async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
 async def run_server(
     settings: ServerSettings, *, stop: asyncio.Event | None = None, reuse_port: bool = False
 ) -> None:
-    """Gateway (and callback sender) only: for production, any store URL. ``reuse_port``:
-    one of several processes on the port (``conveyor.cli.processes``)."""
+    """Gateway (with callback sender and retention chore) only: for production, any store URL.
+    ``reuse_port``: one of several processes on the port (``conveyor.cli.processes``)."""
     stop = stop or asyncio.Event()
-    async with _opened(settings.store, stop) as store, delivering(store, settings.callbacks):
+    async with (
+        _opened(settings.store, stop) as store,
+        delivering(store, settings.callbacks),
+        retaining(store, settings.retention_s),
+    ):
         app = server_app(store, with_bound_url(settings.gateway, settings.host, settings.port))
         server = _uvicorn(app, settings.host, settings.port, reuse_port=reuse_port)
         await _run_together(stop, server)
 
 
 async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = None) -> None:
-    """An agent on this machine for every deployed stub of the store."""
+    """An agent on this machine for every deployed stub of the store (and the retention
+    chore)."""
     stop = stop or asyncio.Event()
     check_sandbox(settings.agent)
-    async with _opened(settings.store, stop) as store:
+    async with _opened(settings.store, stop) as store, retaining(store, settings.retention_s):
         await Agent(store, settings.agent).run(stop)
 
 
