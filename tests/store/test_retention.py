@@ -11,7 +11,15 @@ import pytest
 from conveyor.server.retention import Retention
 from conveyor.server.store import retention
 from conveyor.server.store.base import Store
-from conveyor.server.store.records import LogLimits, LogLine, NewTask, Outcome, Stub, Workspace
+from conveyor.server.store.records import (
+    LogLimits,
+    LogLine,
+    NewTask,
+    Outcome,
+    Pruned,
+    Stub,
+    Workspace,
+)
 from conveyor.server.store.sql import SqlStore
 from conveyor.tasks import TaskStatus
 
@@ -69,8 +77,8 @@ async def test_old_finished_tasks_go_with_everything_that_hangs_off_them(
     view = await store.get_task(old, ws.id)
     assert view is not None
     # Nothing ended before the cutoff: nothing goes.
-    assert await store.prune(T0 + 1) == 0
-    assert await store.prune(T0 + 1.5) == 1  # ended at T0 + 1
+    assert await store.prune(T0 + 1) == Pruned()
+    assert (await store.prune(T0 + 1.5)).tasks == 1  # ended at T0 + 1
     assert await store.get_task(old) is None
     assert await store.get_output(view.outputs[0].id) is None
     assert await store.task_logs(old, ws.id) is None
@@ -88,7 +96,7 @@ async def test_unfinished_tasks_stay_whatever_their_age(store: Store, stub: Stub
     claimed = await store.claim(stub.id, "c", 2, 30, now=T0 - 30 * DAY)
     await store.finish([Outcome(claimed[1].id, claimed[1].fence, S.FAILED, retryable=True,
                                 error='{"type": "E"}')], now=T0 - 29 * DAY)
-    assert await store.prune(T0 + 365 * DAY) == 0
+    assert await store.prune(T0 + 365 * DAY) == Pruned()
     statuses = {(await store.get_task(i)).task.status for i in ids}  # type: ignore[union-attr]
     assert statuses == {S.PENDING, S.RUNNING, S.RETRY}
 
@@ -97,10 +105,10 @@ async def test_a_task_waits_for_its_callback_to_be_delivered_or_given_up(
     store: Store, ws: Workspace, stub: Stub
 ) -> None:
     task_id = await finished(store, stub, T0)
-    assert await store.prune(T0 + DAY) == 0  # its callback is still to be sent
+    assert await store.prune(T0 + DAY) == Pruned()  # its callback is still to be sent
     [callback] = await store.claim_callbacks(10, 30, now=T0 + 2)
     await store.callback_failed(callback.id, "HTTP 500", retry_at=None, now=T0 + 2)
-    assert await store.prune(T0 + DAY) == 1
+    assert (await store.prune(T0 + DAY)).tasks == 1
     assert await store.get_task(task_id, ws.id) is None
     assert (await rows(store))["callbacks"] == 0
 
@@ -110,13 +118,21 @@ async def test_a_batch_is_bounded_by_tasks_and_by_log_lines(
 ) -> None:
     ids = [await finished(store, stub, T0 + i, lines=3) for i in range(5)]
     await deliver_callbacks(store, T0 + 10)
-    assert await store.prune(T0 + DAY, limit=2) == 2
+    assert (await store.prune(T0 + DAY, limit=2)).tasks == 2
     assert [await store.get_task(i) is None for i in ids] == [True, True, False, False, False]
-    monkeypatch.setattr(retention, "PRUNE_ROWS", 5)  # one task and its 3 lines is 4 rows
-    assert await store.prune(T0 + DAY) == 1
-    assert await store.prune(T0 + DAY) == 1
-    assert await store.prune(T0 + DAY) == 1
-    assert await store.prune(T0 + DAY) == 0
+    monkeypatch.setattr(retention, "PRUNE_ROWS", 7)  # a task, its 3 lines and 2 rows: 6
+    assert await store.prune(T0 + DAY) == Pruned(1, 6)
+    assert await store.prune(T0 + DAY) == Pruned(1, 6)
+    # A task whose lines alone are past the bound loses them a bound at a time, then goes.
+    big = await finished(store, stub, T0 + 20, lines=10)
+    await deliver_callbacks(store, T0 + 30)
+    assert await store.prune(T0 + DAY) == Pruned(1, 6)  # the last of the five
+    assert await store.prune(T0 + DAY) == Pruned(0, 7)
+    page = await store.task_logs(big, stub.workspace_id)
+    assert page is not None and [line.line for line in page.lines] == ["line 7", "line 8",
+                                                                       "line 9"]
+    assert await store.prune(T0 + DAY) == Pruned(1, 6)
+    assert not await store.prune(T0 + DAY)
     assert (await rows(store)) == dict.fromkeys(TABLES, 0)
 
 
@@ -131,8 +147,8 @@ async def test_many_processes_prune_together(open_more: OpenStore, ws: Workspace
 
     async def prune_all(store: Store) -> int:
         total = 0
-        while n := await store.prune(T0 + DAY, limit=3):
-            total += n
+        while pruned := await store.prune(T0 + DAY, limit=3):
+            total += pruned.tasks
         return total
 
     counts = await asyncio.gather(*(prune_all(s) for s in stores))

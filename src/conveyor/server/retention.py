@@ -21,8 +21,10 @@ log = logging.getLogger("conveyor.retention")
 
 #: Seconds between passes.
 EVERY_S = 60.0
-#: Seconds between two batches of a pass: the writer is free for others meanwhile.
-PAUSE_S = 0.005
+#: Seconds between two batches of a pass, the writer free for others: longer than the waits
+#: of SQLite's busy handler in another process (at most 25 ms in its first 0.1 s), so one that
+#: waits for the writer finds it free.
+PAUSE_S = 0.03
 
 
 class Retention:
@@ -39,8 +41,8 @@ class Retention:
             return 0
         cutoff = (clock.now() if now is None else now) - self.retention_s
         total = 0
-        while not self.stop.is_set() and (deleted := await self.store.prune(cutoff)):
-            total += deleted
+        while not self.stop.is_set() and (pruned := await self.store.prune(cutoff)):
+            total += pruned.tasks
             await asyncio.sleep(PAUSE_S)
         if total:
             log.info("retention: %d finished task(s) deleted", total,

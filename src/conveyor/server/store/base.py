@@ -25,6 +25,7 @@ from conveyor.server.store.records import (
     NewTask,
     Outcome,
     OutputInfo,
+    Pruned,
     QueueSummary,
     Revoked,
     ServerKeys,
@@ -228,11 +229,11 @@ class Store(Protocol):
         their ttl → EXPIRED; containers silent for ``CONTAINER_STALE_S`` removed. Safe to run
         from many processes at once."""
 
-    async def prune(self, ended_before: float, limit: int = 500) -> int:
+    async def prune(self, ended_before: float, limit: int = 200) -> Pruned:
         """Delete up to ``limit`` finished tasks whose ``ended_at`` is before ``ended_before``
         (oldest first; fewer when their log lines are many) with everything that hangs off
-        them, in one transaction; how many went. A task whose callback is still to be
-        delivered is kept. Safe to run from many processes at once."""
+        them, in one short transaction; what went (nothing: none is left). A task whose
+        callback is still to be delivered is kept. Safe to run from many processes at once."""
 
     # -- queries -------------------------------------------------------------------------------
     async def get_task(self, task_id: str, workspace_id: str | None = None) -> TaskView | None:

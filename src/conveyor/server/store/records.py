@@ -302,6 +302,17 @@ class Callback:
 
 
 @dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one retention batch deleted: whole tasks, and rows in all (0: nothing was left)."""
+
+    tasks: int = 0
+    rows: int = 0
+
+    def __bool__(self) -> bool:
+        return self.rows > 0
+
+
+@dataclass(frozen=True, slots=True)
 class SweepReport:
     expired: int = 0
     retried: int = 0

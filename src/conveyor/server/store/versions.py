@@ -20,8 +20,8 @@ from conveyor.errors import InvalidTransition, NotFound, VersionBusy
 from conveyor.server.store.driver import Driver, Tx
 from conveyor.server.store.group_commit import EnqueueCall, write_calls
 from conveyor.server.store.guards import sql_list
-from conveyor.server.store.records import Event, NewTask, Stub
-from conveyor.server.store.retention import PRUNE_BATCH, delete_tasks, within_budget
+from conveyor.server.store.records import Event, NewTask, Pruned, Stub
+from conveyor.server.store.retention import PRUNE_BATCH, delete_some
 from conveyor.server.store.routes import RouteCache
 from conveyor.server.store.row_mapping import (
     S_COLS,
@@ -82,11 +82,8 @@ class VersionsMixin:
         stub = await self.driver.write(stop)
         self.routes.forget_queue(stub.workspace_id, stub.name)
         deleted = 0
-        while True:
-            batch = await self.driver.write(lambda tx: _delete_some(tx, stub.id))
-            deleted += batch
-            if not batch:
-                break
+        while batch := await self.driver.write(lambda tx: _delete_some(tx, stub.id)):
+            deleted += batch.tasks
         await self.driver.write(lambda tx: _delete_stub_row(tx, stub, self._for_update))
         return deleted
 
@@ -150,11 +147,11 @@ async def _set_active(tx: Tx, stub: Stub, active: bool, t: int) -> Stub:
     return to_stub(rows[0])
 
 
-async def _delete_some(tx: Tx, stub_id: str) -> int:
+async def _delete_some(tx: Tx, stub_id: str) -> Pruned | None:
     rows = await tx.execute(
         f"SELECT id FROM tasks WHERE stub_id = ? LIMIT {PRUNE_BATCH}", [stub_id]
     )
-    return await delete_tasks(tx, await within_budget(tx, [row[0] for row in rows]))
+    return await delete_some(tx, [row[0] for row in rows]) if rows else None
 
 
 async def _delete_stub_row(tx: Tx, stub: Stub, for_update: str) -> None:
