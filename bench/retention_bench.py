@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import psycopg
-from store_bench import backend_url
+from store_bench import backend_url, print_table
 
 from conveyor.server.retention import Retention
 from conveyor.server.store import open_store
@@ -156,10 +156,7 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     for backend in backends:
         rows.extend(asyncio.run(run(backend, args.rows, args.same_process)))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    print(f"{'backend':<{widths[0]}}  {'measure':<{widths[1]}}  result")
-    for row in rows:
-        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
+    print_table(rows)
 
 
 if __name__ == "__main__":
