@@ -138,9 +138,10 @@ class Store(Protocol):
     async def resolve_stub(
         self, workspace_id: str, name: str, version: int | None = None, *, cached: bool = False
     ) -> Stub | None:
-        """The stub of ``name`` at ``version`` (None: the latest). ``cached``: for an enqueue,
-        which re-checks a look-up of the latest version as it writes (``StaleRoute``), so
-        the store may answer from a recent one."""
+        """The stub of ``name`` at ``version``; None: where the unversioned route goes, the
+        latest active version (every version stopped: the latest). ``cached``: for an enqueue,
+        which re-checks a look-up of the route as it writes (``StaleRoute``), so the store may
+        answer from a recent one."""
 
     async def list_stubs(
         self, workspace_id: str | None = None, types: Sequence[StubType] | None = None
