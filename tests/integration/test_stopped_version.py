@@ -4,6 +4,9 @@ again once it is started."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from conveyor.queue_config import AutoscalerConfig
 from conveyor.server.store.base import Store
 from conveyor.tasks import TaskStatus
@@ -34,6 +37,9 @@ async def test_a_stopped_version_finishes_its_running_task_and_keeps_no_containe
     runtime = agent.stubs[stub.id]
     await until(lambda: not runtime.containers, 10)
     assert not runtime.containers  # despite min_containers and keep_warm_seconds
+    deadline = time.monotonic() + 5  # its row goes once its processes have stopped
+    while await store.active_containers(stub.id) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     assert await store.active_containers(stub.id) == 0
     view = await store.get_task(waiting)
     assert view is not None and view.task.status is TaskStatus.PENDING  # never claimed
