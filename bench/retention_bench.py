@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import psycopg
-from store_bench import backend_url, print_table
+from store_bench import backend_url
 
 from conveyor.server.retention import Retention
 from conveyor.server.store import open_store
@@ -156,7 +156,9 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     for backend in backends:
         rows.extend(asyncio.run(run(backend, args.rows, args.same_process)))
-    print_table(rows)
+    print("| backend | measure | result |\n|---|---|---|")  # pastes into docs/benchmarks.md
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

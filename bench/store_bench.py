@@ -147,11 +147,6 @@ def main() -> None:
     rows: list[tuple[str, str, str]] = []
     for backend in backends:
         rows.extend(asyncio.run(run(backend)))
-    print_table(rows)
-
-
-def print_table(rows: list[tuple[str, str, str]]) -> None:
-    """``backend  measure  result``, aligned."""
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     print(f"{'backend':<{widths[0]}}  {'measure':<{widths[1]}}  result")
     for row in rows:
