@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from conveyor import Client, task_queue
-from conveyor.errors import ConfigError, HTTPError, PendingLimitExceeded
+from conveyor.errors import ConfigError, HTTPError, PendingLimitExceeded, VersionStopped
 from conveyor.server.app import server_app
 from conveyor.server.store.base import Store
 from conveyor.server.store.records import TaskFilter, Workspace
@@ -95,6 +95,33 @@ async def test_pending_limit_refuses_as_http_429(
     with pytest.raises(HTTPError) as batch:
         await run(client.put_batch, "square", [{"x": 1}])
     assert batch.value.status_code == 429
+    assert await count_tasks(store, workspace) == 2
+
+
+async def test_a_stop_elsewhere_moves_the_next_put_and_a_stopped_version_is_409(
+    harness: Harness, store: Store, workspace: Workspace, client: Client
+) -> None:
+    """The producer keeps its look-up of the queue's route as the gateway does; a stop made
+    through another store object (another process for all it knows) moves its very next put."""
+    v1 = await harness.queue("square", SQUARE)
+    v2 = await store.deploy_stub(workspace.id, "square", v1.queue_config.to_dict(), b"v2")
+
+    async def stub_of_put() -> str:
+        task = await run(client.put, "square", 1)
+        view = await store.get_task(task.id)
+        assert view is not None
+        return view.stub.id
+
+    assert await stub_of_put() == v2.id  # the route is now kept
+    await store.set_stub_active(workspace.id, v2.id, False)
+    assert await stub_of_put() == v1.id
+    await store.set_stub_active(workspace.id, v1.id, False)
+    for put in (lambda: client.put("square", 1), lambda: client.put_batch("square", [{}])):
+        with pytest.raises(HTTPError) as refused:
+            await run(put)
+        assert refused.value.status_code == 409
+        assert isinstance(refused.value.__cause__, VersionStopped)
+        assert "version v2 of square is stopped" in str(refused.value)
     assert await count_tasks(store, workspace) == 2
 
 

@@ -72,6 +72,15 @@ def _routes(
         ("GET", f"/api/v1/deployment/{ws}?stub_ids={stub_id}", None),
         ("GET", f"/api/v1/deployment/{stub_id}/url", None),
         ("GET", f"/api/v1/stub/{stub_id}/url", None),
+        ("POST", f"/v2/task/{task_id}/replay", None),
+        ("POST", f"/v2/task/{task_id}/replay?version=latest", None),
+        ("POST", "/v2/task/replay/", ids),
+        ("POST", "/v2/task/replay/", {"queue": "secret-queue", "status": "COMPLETE"}),
+        ("POST", "/v2/task/replay/", {"stub_id": stub_id}),
+        ("GET", "/v2/deployment/", None),
+        ("POST", f"/v2/deployment/{stub_id}/stop", None),
+        ("POST", f"/v2/deployment/{stub_id}/start", None),
+        ("DELETE", f"/v2/deployment/{stub_id}", None),
     ]
 
 
@@ -118,6 +127,10 @@ async def test_another_workspaces_ids_look_like_unknown_ids(
     assert view.task.result == '"alice-result"'
     tasks, _ = await store.list_tasks(mallory.workspace.id, TaskFilter())
     assert tasks == []
+    # Not stopped, not deleted, not replayed.
+    assert view.stub.active and (await store.get_stub(stub_id)) == view.stub
+    tasks, _ = await store.list_tasks(alice.workspace.id, TaskFilter())
+    assert [t.task.id for t in tasks] == [task_id]
 
 
 async def test_no_token_is_401_everywhere(

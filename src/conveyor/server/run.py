@@ -27,6 +27,7 @@ from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
 from conveyor.server.gateway.connection import limited_protocol
 from conveyor.server.gateway.state import GatewayState, with_bound_url
+from conveyor.server.retention import retaining
 from conveyor.server.secret_key import check_secret_key
 from conveyor.server.settings import (
     ServerSettings,
@@ -238,7 +239,8 @@ async def serve(
             await _announce(on_ready, host, port, token, served)
             announced.set()
 
-        async with delivering(store, settings.callbacks):  # stopped after the gateway
+        # The callback sender and the retention chore stop after the gateway.
+        async with delivering(store, settings.callbacks), retaining(store, settings.retention_s):
             await _run_together(stop, server, *jobs, on_started=started)
 
 
@@ -250,10 +252,14 @@ async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
 async def run_server(
     settings: ServerSettings, *, stop: asyncio.Event | None = None, reuse_port: bool = False
 ) -> None:
-    """Gateway (and callback sender) only: for production, any store URL. ``reuse_port``:
-    one of several processes on the port (``conveyor.cli.processes``)."""
+    """Gateway (with callback sender and retention chore) only: for production, any store URL.
+    ``reuse_port``: one of several processes on the port (``conveyor.cli.processes``)."""
     stop = stop or asyncio.Event()
-    async with _opened(settings.store, stop) as store, delivering(store, settings.callbacks):
+    async with (
+        _opened(settings.store, stop) as store,
+        delivering(store, settings.callbacks),
+        retaining(store, settings.retention_s),
+    ):
         await check_secret_key(store, settings.secret_key)
         gateway = with_bound_url(settings.gateway, settings.host, settings.port)
         app = server_app(store, gateway, secret_key=settings.secret_key)
@@ -267,11 +273,11 @@ async def run_worker(
     stop: asyncio.Event | None = None,
     on_notice: Callable[[str], None] | None = None,
 ) -> None:
-    """An agent on this machine for every deployed stub of the store; ``on_notice`` hears
-    how images build."""
+    """An agent on this machine for every deployed stub of the store (and the retention
+    chore); ``on_notice`` hears how images build."""
     stop = stop or asyncio.Event()
     check_sandbox(settings.agent)
-    async with _opened(settings.store, stop) as store:
+    async with _opened(settings.store, stop) as store, retaining(store, settings.retention_s):
         await check_secret_key(store, settings.agent.secret_key)
         await Agent(store, settings.agent, say=on_notice).run(stop)
 

@@ -74,8 +74,7 @@ def deployment_json(stub: Stub, workspace: Workspace, base_url: str) -> dict[str
         "id": stub.id,
         "external_id": stub.id,
         "name": stub.name,
-        # Every version takes tasks: conveyor has no stopped versions yet.
-        "active": True,
+        "active": stub.active,  # a stopped version (DESIGN A11) takes no tasks
         "stub_type": stub.type,
         "version": stub.version,
         "created_at": stub_view["created_at"],

@@ -18,6 +18,8 @@ from conveyor.errors import (
     SecretKeyError,
     StoreError,
     StoreUnavailable,
+    VersionBusy,
+    VersionStopped,
 )
 
 
@@ -58,6 +60,8 @@ STATUS_BY_ERROR: tuple[tuple[type[ConveyorError], int], ...] = (
     (Forbidden, HTTPStatus.FORBIDDEN),
     (NotFound, HTTPStatus.NOT_FOUND),
     (InvalidTransition, HTTPStatus.CONFLICT),
+    (VersionStopped, HTTPStatus.CONFLICT),
+    (VersionBusy, HTTPStatus.CONFLICT),
     (BodyTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
     (OutputTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
     (HeadersTooLarge, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),

@@ -55,6 +55,7 @@ def task_json(
         "result": _parse(task.result),
         "error": _error(task.error),
         "attempts": task.attempt,
+        "replay_of": task.replay_of,
     }
 
 
@@ -107,7 +108,8 @@ def queue_json(summary: QueueSummary, agents: Sequence[AgentInfo]) -> dict[str, 
                 "stub_id": v.stub_id,
                 "type": v.type,
                 "created_at": iso(v.created_at),
-                "agents": sum(agent.runs(v.stub_id, v.type) for agent in agents),
+                "active": v.active,
+                "agents": sum(agent.runs(v.stub_id, v.type) for agent in agents) if v.active else 0,
                 "image": v.image,
                 "builds": [
                     {"agent": agent.id, **agent.builds[v.stub_id]}
@@ -117,8 +119,8 @@ def queue_json(summary: QueueSummary, agents: Sequence[AgentInfo]) -> dict[str, 
             }
             for v in summary.versions
         ],
-        # as ``Store.resolve_stub`` without a version: the highest
-        "route_version": max(v.version for v in summary.versions),
+        # as ``Store.resolve_stub`` without a version: the highest active, else the highest
+        "route_version": max((v.active, v.version) for v in summary.versions)[1],
         "queue_depth": summary.queue_depth,
         "active_containers": summary.active_containers,
         "counts": {status.value: summary.counts.get(status, 0) for status in TaskStatus},

@@ -175,7 +175,7 @@ class QueriesMixin:
 
         async def op(tx: Tx) -> list[QueueSummary]:
             stubs = await tx.execute(
-                "SELECT s.name, s.version, s.id, s.type, s.created_at, s.config"
+                "SELECT s.name, s.version, s.id, s.type, s.created_at, s.active, s.config"
                 f" FROM stubs s{where}"
                 " ORDER BY s.name, s.version",
                 params,
@@ -322,10 +322,12 @@ def _summaries(
     stubs: Sequence[Row], counts: Sequence[Row], live: Mapping[str, int]
 ) -> list[QueueSummary]:
     versions: dict[str, list[VersionSummary]] = defaultdict(list)
-    for name, version, stub_id, type_, created_at, config in stubs:
+    for name, version, stub_id, type_, created_at, active, config in stubs:
         image = orjson.loads(config).get("image")
         versions[name].append(
-            VersionSummary(int(version), stub_id, type_, int(created_at), image or None)
+            VersionSummary(
+                int(version), stub_id, type_, int(created_at), bool(active), image or None
+            )
         )
     per_status: dict[str, dict[TaskStatus, int]] = {
         name: dict.fromkeys(TaskStatus, 0) for name in versions

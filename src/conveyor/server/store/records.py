@@ -43,6 +43,9 @@ class Stub:
     object_id: int
     created_at: int
     updated_at: int
+    #: False once the version is stopped: it takes no new tasks, keeps no containers and makes
+    #: no ticks (DESIGN A11).
+    active: bool = True
     #: ``config`` parsed when the record is made, or why it does not parse.
     _parsed: QueueConfig | str = field(init=False, repr=False, compare=False)
 
@@ -99,6 +102,8 @@ class TaskRecord:
     result: str | None
     #: JSON text of a ``conveyor.error_info.ErrorInfo``, or None.
     error: str | None
+    #: The task this one re-runs (``POST /v2/task/{id}/replay``), or None.
+    replay_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,8 @@ class NewTask:
     callback_url: str | None = None
     #: Same key within 24 h returns the existing task id and creates nothing.
     idempotency_key: str | None = None
+    #: The task this one re-runs, for a replay.
+    replay_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +254,7 @@ class VersionSummary:
     stub_id: str
     type: StubType
     created_at: int
+    active: bool = True
     #: Its config's ``image`` (DESIGN A9), None without one.
     image: Mapping[str, Any] | None = None
 
@@ -299,6 +307,17 @@ class Callback:
 
 
 @dataclass(frozen=True, slots=True)
+class Pruned:
+    """What one retention batch deleted: whole tasks, and rows in all (0: nothing was left)."""
+
+    tasks: int = 0
+    rows: int = 0
+
+    def __bool__(self) -> bool:
+        return self.rows > 0
+
+
+@dataclass(frozen=True, slots=True)
 class SweepReport:
     expired: int = 0
     retried: int = 0
@@ -332,7 +351,7 @@ class SecretInfo:
     updated_at: int
 
 
-EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed", "logs"]
+EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed", "logs", "stub"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +359,7 @@ class Event:
     """A change notification. ``task``: a task's status changed; ``enqueued``: new runnable work
     for ``stub_id``; ``cancel``: a RUNNING task was cancelled and its process must be killed;
     ``warmup``: start a container for ``stub_id`` without a task; ``logs``: lines of ``task_id``
-    were stored; ``changed``: another process
+    were stored; ``stub``: ``stub_id`` was stopped, started or deleted; ``changed``: another process
     wrote to an SQLite store (whose events do not cross processes) — re-read what you watch."""
 
     kind: EventKind
