@@ -44,12 +44,14 @@ async def rows(store: Store) -> dict[str, int]:
 async def finished(
     store: Store, stub: Stub, at: float, key: str | None = None, lines: int = 2
 ) -> str:
-    """A task that ran at ``at`` with outputs, log lines, an attempt row and a callback, and
-    ended one second later."""
+    """A task that ran at ``at`` with outputs, log lines, a retried attempt (kept as a row)
+    and a callback, and ended one second later."""
     [task_id] = await store.enqueue(
         stub, [NewTask("{}", "http://cb/", idempotency_key=key)], 100, now=at
     )
     [claimed] = await store.claim(stub.id, "c", 1, 30, now=at)
+    await store.finish([Outcome(task_id, claimed.fence, S.FAILED, retryable=True)], now=at)
+    [claimed] = await store.claim(stub.id, "c", 1, 30, now=at + 1)  # after its 1 s backoff
     await store.append_logs(
         [LogLine(task_id, 1, "stdout", int(at * 1e6), f"line {i}") for i in range(lines)],
         LogLimits(),
