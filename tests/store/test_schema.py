@@ -79,7 +79,7 @@ def check(name: str, dump: str) -> None:
 async def test_sqlite_migrations_from_empty_give_the_expected_schema(tmp_path: Path) -> None:
     stores = [open_store(f"sqlite:///{tmp_path}/c.db") for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))  # concurrent openers apply each once
-    assert {await s.schema_version() for s in stores} == {len(load_migrations("sqlite"))}
+    assert {await s.schema_version() for s in stores} == {load_migrations("sqlite")[-1].version}
     for s in stores:
         await s.close()
     with sqlite3.connect(tmp_path / "c.db") as conn:
@@ -91,7 +91,7 @@ async def test_sqlite_migrations_from_empty_give_the_expected_schema(tmp_path: P
 async def test_postgres_migrations_from_empty_give_the_expected_schema(pg_empty_url: str) -> None:
     stores = [open_store(pg_empty_url) for _ in range(4)]
     await asyncio.gather(*(s.open() for s in stores))
-    assert {await s.schema_version() for s in stores} == {len(load_migrations("postgres"))}
+    assert {await s.schema_version() for s in stores} == {load_migrations("postgres")[-1].version}
     for s in stores:
         await s.close()
     with psycopg.connect(pg_empty_url) as conn:
@@ -103,4 +103,6 @@ async def test_postgres_migrations_from_empty_give_the_expected_schema(pg_empty_
 def test_both_backends_have_the_same_migrations() -> None:
     sqlite, postgres = load_migrations("sqlite"), load_migrations("postgres")
     assert [(m.version, m.name) for m in sqlite] == [(m.version, m.name) for m in postgres]
-    assert [m.version for m in sqlite] == list(range(1, len(sqlite) + 1))
+    # Increasing and unique; branches reserve numbers, so a gap may wait for its merge.
+    versions = [m.version for m in sqlite]
+    assert versions == sorted(set(versions)) and versions[0] == 1

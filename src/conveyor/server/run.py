@@ -27,6 +27,7 @@ from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
 from conveyor.server.gateway.connection import limited_protocol
 from conveyor.server.gateway.state import GatewayState, with_bound_url
+from conveyor.server.schedules import ticking
 from conveyor.server.settings import (
     ServerSettings,
     ServeSettings,
@@ -232,7 +233,7 @@ async def serve(
             await _announce(on_ready, host, port, token, served)
             announced.set()
 
-        async with delivering(store, settings.callbacks):  # stopped after the gateway
+        async with delivering(store, settings.callbacks), _ticking(app):  # after the gateway
             await _run_together(stop, server, *jobs, on_started=started)
 
 
@@ -250,7 +251,15 @@ async def run_server(
     async with _opened(settings.store, stop) as store, delivering(store, settings.callbacks):
         app = server_app(store, with_bound_url(settings.gateway, settings.host, settings.port))
         server = _uvicorn(app, settings.host, settings.port, reuse_port=reuse_port)
-        await _run_together(stop, server)
+        async with _ticking(app):
+            await _run_together(stop, server)
+
+
+def _ticking(app: FastAPI) -> contextlib.AbstractAsyncContextManager[object]:
+    """The gateway's tick maker: the ticks of the schedules that live agents run."""
+    state = app.state.gateway
+    assert isinstance(state, GatewayState)
+    return ticking(state.store, state.agents.runs)
 
 
 async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = None) -> None:

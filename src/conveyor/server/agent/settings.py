@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor.server.store.records import DEPLOYMENT, LogLimits, StubType
+from conveyor.server.store.records import DEPLOYED, LogLimits, StubType
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class AgentSettings:
     #: Claim attempts without a notification (SQLite shared by several processes).
     poll_s: float = 0.5
     stubs_refresh_s: float = 2.0
+    #: How often the agent makes the due ticks of the schedules it runs.
+    schedule_s: float = 1.0
     memory_check_s: float = 0.25
     tick_s: float = 0.1
     #: On SIGTERM, running tasks get this long to finish before they are released.
@@ -33,7 +35,7 @@ class AgentSettings:
     prefetch_budget_s: float = 0.05
     code_cache: Path = Path(".conveyor/code")
     #: Run every stub of these types (all workspaces) …
-    stub_types: tuple[StubType, ...] = (DEPLOYMENT,)
+    stub_types: tuple[StubType, ...] = tuple(sorted(DEPLOYED))
     #: … and these stubs (``conveyor serve``'s own); tests pass ``stub_types=()`` for these only.
     stub_ids: frozenset[str] = frozenset()
     #: Run every worker process in a bubblewrap sandbox (DESIGN A13, docs/security.md);

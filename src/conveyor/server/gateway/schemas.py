@@ -71,6 +71,9 @@ class TaskOut(BaseModel):
     started_at: str | None
     ended_at: str | None
     updated_at: str
+    #: Not started before this time (Conveyor-Delay, Conveyor-Run-At, a schedule's tick);
+    #: null when enqueued to run at once.
+    run_at: str | None
     #: ``ended_at - started_at`` in seconds; null until both are set.
     duration_s: float | None
     container_id: str

@@ -36,6 +36,7 @@ def task_json(
         "started_at": iso(task.started_at),
         "ended_at": iso(task.ended_at),
         "updated_at": iso(task.updated_at),
+        "run_at": iso(task.run_at),
         "duration_s": duration_s(task),
         "container_id": task.container_id or "",
         "outputs": [

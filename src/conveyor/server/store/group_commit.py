@@ -41,8 +41,8 @@ from conveyor.server.store.records import Event, NewTask, Stub
 
 _INSERT = (
     "INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url, max_retries,"
-    " timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at, expires_at)"
-    " VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at, expires_at,"
+    " run_at) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -64,7 +64,7 @@ _ONE = (
     " RETURNING id),"
     " ins AS (INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url,"
     " max_retries, timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at,"
-    " expires_at) SELECT ?, ?, up.id, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM up"
+    " expires_at, run_at) SELECT ?, ?, up.id, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM up"
     " RETURNING id)"
     " SELECT {notify} FROM ins"
 )
@@ -85,13 +85,19 @@ class EnqueueCall:
         config = self.stub.queue_config
         policy = (config.max_retries, float(config.timeout), float(config.ttl),
                   float(config.retry_backoff))
-        expires_at = self.t + clock.to_us(config.ttl)
-        return [
-            (ids[i], self.stub.workspace_id, self.stub.id, self.tasks[i].payload,
-             self.tasks[i].callback_url or config.callback_url, *policy, self.t, self.t, self.t,
-             expires_at)
-            for i in create
-        ]
+        ttl = clock.to_us(config.ttl)
+        rows = []
+        for i in create:
+            task = self.tasks[i]
+            # Runnable from its start time, and its ttl counts from then: a delayed task
+            # is not expired for having waited as asked.
+            start = self.t if task.run_at is None else max(self.t, task.run_at)
+            rows.append(
+                (ids[i], self.stub.workspace_id, self.stub.id, task.payload,
+                 task.callback_url or config.callback_url, *policy, self.t, self.t, start,
+                 start + ttl, task.run_at)
+            )
+        return rows
 
 
 @dataclass

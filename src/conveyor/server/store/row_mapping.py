@@ -23,7 +23,7 @@ from conveyor.tasks import WAITING, TaskStatus
 _TASK_COLUMNS = (
     "id", "workspace_id", "stub_id", "status", "payload", "callback_url", "attempt", "fence",
     "max_retries", "timeout_s", "ttl_s", "retry_backoff_s", "container_id", "created_at",
-    "started_at", "ended_at", "updated_at", "result", "error",
+    "started_at", "ended_at", "updated_at", "result", "error", "run_at",
 )  # fmt: skip
 _STUB_COLUMNS = (
     "id", "workspace_id", "name", "type", "version", "config", "config_version", "object_id",
@@ -103,6 +103,7 @@ def to_task(row: Sequence[Any]) -> TaskRecord:
         updated_at=int(row[16]),
         result=row[17],
         error=row[18],
+        run_at=row[19],
     )
 
 
