@@ -33,6 +33,7 @@ from conveyor.errors import (
 )
 from conveyor.sdk.decorator import QueueDepthAutoscaler, TaskContext, TaskQueue, task_queue
 from conveyor.sdk.outputs import Output
+from conveyor.sdk.schedule import Schedule, schedule
 from conveyor.tasks import TaskStatus
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ __all__ = [
     "OutputTooLarge",
     "PendingLimitExceeded",
     "QueueDepthAutoscaler",
+    "Schedule",
     "StoreError",
     "StoreUnavailable",
     "Task",
@@ -68,6 +70,7 @@ __all__ = [
     "TaskStatus",
     "TaskTimedOut",
     "WaitTimeout",
+    "schedule",
     "task_queue",
 ]
 

@@ -49,8 +49,9 @@ class Cron:
 
     when: str
     timezone: str
-    _fields: str
-    _zone: ZoneInfo
+    #: ``when`` as five fields (a nickname spelled out).
+    fields: str
+    zone: ZoneInfo
 
     @classmethod
     def parse(cls, when: object, timezone: object = "UTC") -> Cron:
@@ -77,7 +78,7 @@ class Cron:
     def after(self, t: int, n: int) -> list[int]:
         """The first ``n`` instants after ``t`` (fewer if the expression runs out)."""
         found = []
-        times = CronSim(self._fields, _local(t, self._zone))
+        times = CronSim(self.fields, _local(t, self.zone))
         for _ in range(n):
             try:
                 found.append(_us(next(times)))
@@ -88,9 +89,9 @@ class Cron:
     def at_or_before(self, t: int, n: int) -> list[int]:
         """The last ``n`` instants at or before ``t``, newest first."""
         # cronsim's reverse walk leaves out its start when that has no microseconds.
-        start = _local(t, self._zone).replace(microsecond=0) + timedelta(microseconds=1)
+        start = _local(t, self.zone).replace(microsecond=0) + timedelta(microseconds=1)
         found = []
-        times = CronSim(self._fields, start, reverse=True)
+        times = CronSim(self.fields, start, reverse=True)
         for _ in range(n):
             try:
                 found.append(_us(next(times)))

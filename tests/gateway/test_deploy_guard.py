@@ -45,6 +45,9 @@ async def post(
         ("max_pending_tasks", 10**7),
         ("workers", True),
         ("code_path", "/etc"),
+        ("when", "61 * * * *"),
+        ("when", 5),
+        ("timezone", "Mars/Olympus"),
     ],
 )
 async def test_a_bad_config_value_is_400_naming_its_field(
@@ -111,7 +114,7 @@ _ANY = st.one_of(
 _FIELDS = [
     "timeout", "max_retries", "retry_for", "retry_backoff", "ttl", "max_pending_tasks",
     "workers", "keep_warm_seconds", "autoscaler", "callback_url", "authorized", "cpu", "memory",
-    "env", "handler", "code_path",
+    "env", "handler", "code_path", "when", "timezone",
 ]
 _AUTOSCALER = st.fixed_dictionaries(
     {}, optional={k: _ANY for k in ("min_containers", "max_containers", "tasks_per_container")}

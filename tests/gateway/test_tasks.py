@@ -13,12 +13,13 @@ from conveyor.tasks import TaskStatus
 from tests.gateway.conftest import Tenant, deploy, finish, start
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-#: The seed table's fields and types, plus DESIGN A4's and A8's additions.
+#: The seed table's fields and types, plus DESIGN A4's, A8's and A10's additions.
 FIELDS = {
     "id": str, "status": str, "created_at": str, "started_at": (str, type(None)),
     "ended_at": (str, type(None)), "updated_at": str, "container_id": str, "outputs": list,
     "stats": dict, "stub": dict, "deployment": dict, "result": object,
     "error": (dict, type(None)), "attempts": int, "duration_s": (float, type(None)),
+    "run_at": (str, type(None)),
 }
 STUB_FIELDS = {
     "id": str, "name": str, "type": str, "config": str, "config_version": int,

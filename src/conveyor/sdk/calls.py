@@ -179,6 +179,10 @@ def queues_call() -> Call:
     return Call("GET", "/v2/taskqueue/")
 
 
+def schedules_call() -> Call:
+    return Call("GET", "/v2/schedule/")
+
+
 def queue_call(name: str) -> Call:
     return Call("GET", f"/v2/taskqueue/{quote(name, safe='')}")
 

@@ -44,6 +44,7 @@ from conveyor.sdk.calls import (
     put_call,
     queue_call,
     queues_call,
+    schedules_call,
     subscribe_call,
     task_call,
     tasks_call,
@@ -195,6 +196,11 @@ class Client(ClientBase):
     def queues(self) -> list[dict[str, Any]]:
         """Queues of the workspace with versions, depth, containers and counts per status."""
         answer: list[dict[str, Any]] = self.send(queues_call())["data"]
+        return answer
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Schedules of the workspace: the version that ticks, its next ticks, the last."""
+        answer: list[dict[str, Any]] = self.send(schedules_call())["data"]
         return answer
 
     def queue(self, name: str) -> dict[str, Any]:

@@ -11,7 +11,15 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
-from conveyor.server.gateway import deploy, downloads, health, queues, sse, task_routes
+from conveyor.server.gateway import (
+    deploy,
+    downloads,
+    health,
+    queues,
+    schedules,
+    sse,
+    task_routes,
+)
 from conveyor.server.gateway.agents import AgentDirectory
 from conveyor.server.gateway.dispatch import GatewayApp
 from conveyor.server.gateway.errors import install_error_handlers
@@ -47,6 +55,7 @@ from conveyor.server.gateway.schemas import (
     LogPageOut,
     QueueListOut,
     QueueOut,
+    ScheduleListOut,
     TaskIdOut,
     TaskIdsOut,
     TaskInputOut,
@@ -229,6 +238,11 @@ routes: list[BaseRoute] = [
            "Queues", QueueListOut, (401,), hidden=True),
     _route("/v2/taskqueue/{name}", queues.get_queue, "GET",
            "One queue", QueueOut, _READ),
+    _route("/v2/schedule/", schedules.list_schedules, "GET",
+           "Schedules: the version that ticks, the next ticks, the last", ScheduleListOut,
+           (401,)),
+    _route("/v2/schedule", schedules.list_schedules, "GET",
+           "Schedules", ScheduleListOut, (401,), hidden=True),
     _route("/v2/deployment/", deploy.deploy, "POST",
            "Deploy the next version of a queue", DeployOut, (400, 401), body=DEPLOY_BODY),
     _route("/v2/deployment", deploy.deploy, "POST",

@@ -46,6 +46,11 @@ _INSERT = (
 )
 
 
+#: A task to run at once is runnable from this long before its enqueue: an agent whose clock
+#: is a little behind the gateway's claims it at once all the same (claims compare
+#: ``runnable_at`` with the claimer's clock; a delayed task waits for its time by it).
+_HEADROOM = clock.to_us(1.0)
+
 #: Of a stub row ``s``: a later version of its queue exists.
 _SUPERSEDED = (
     "EXISTS (SELECT 1 FROM stubs n WHERE n.workspace_id = {s}.workspace_id"
@@ -89,12 +94,13 @@ class EnqueueCall:
         rows = []
         for i in create:
             task = self.tasks[i]
-            # Runnable from its start time, and its ttl counts from then: a delayed task
-            # is not expired for having waited as asked.
+            # A delayed task is runnable from its start time, and its ttl counts from then:
+            # it does not expire for having waited as asked.
             start = self.t if task.run_at is None else max(self.t, task.run_at)
+            runnable = start if start > self.t else self.t - _HEADROOM
             rows.append(
                 (ids[i], self.stub.workspace_id, self.stub.id, task.payload,
-                 task.callback_url or config.callback_url, *policy, self.t, self.t, start,
+                 task.callback_url or config.callback_url, *policy, self.t, self.t, runnable,
                  start + ttl, task.run_at)
             )
         return rows
