@@ -77,7 +77,11 @@ class Ticker:
             return None
         if cron is None:
             return None
-        return cron.due(info.last.tick_at if info.last else stub.created_at, t)
+        # From its last tick, or from when this version took over (deployed, changed,
+        # started again) if later: a new or restarted version does not catch up on ticks
+        # missed before it ran; only downtime is caught up.
+        since = max(info.last.tick_at if info.last else 0, stub.updated_at)
+        return cron.due(since, t)
 
 
 @contextlib.asynccontextmanager
