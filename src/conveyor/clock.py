@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -43,3 +44,17 @@ def parse_iso(text: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1_000_000 + dt.microsecond
+
+
+
+_DURATION = re.compile(r"(\d{1,12}(?:\.\d{1,6})?)([smhd]?)")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration such as ``7d``, ``12h``, ``30m``, ``45s`` or a bare number of
+    seconds; ``ValueError`` for anything else."""
+    match = _DURATION.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 7d, 12h, 30m, 45s or 3600")
+    return float(match[1]) * _UNITS[match[2]]

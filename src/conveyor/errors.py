@@ -14,6 +14,8 @@
     │   ├── InvalidTransition       a guarded status write matched no row (HTTP 409)
     │   ├── PendingLimitExceeded    max_pending_tasks reached (HTTP 429)
     │   ├── StaleRoute              a queue's latest version changed since its look-up
+    │   ├── VersionStopped          a stopped version takes no new tasks (HTTP 409)
+    │   ├── VersionBusy             a version with unfinished tasks cannot be deleted (HTTP 409)
     │   └── OutputTooLarge          an output over the size limit (HTTP 413)
     ├── TaskError                   a task did not complete (raised by ``Task.result``)
     │   ├── TaskFailed
@@ -76,6 +78,17 @@ class NotFound(StoreError):
 
 class StaleRoute(StoreError):
     """The queue's latest version changed since it was looked up; look it up again."""
+
+
+class VersionStopped(StoreError):
+    """The version is stopped."""
+
+    def __init__(self, name: str, version: int) -> None:
+        super().__init__(f"version v{version} of {name} is stopped")
+
+
+class VersionBusy(StoreError):
+    """The version still has unfinished tasks."""
 
 
 class InvalidTransition(StoreError):

@@ -28,19 +28,23 @@ def _conveyor(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPro
 @pytest.mark.parametrize(
     ("args", "env", "shown"),
     [
-        (["serve", "x.py:f", "-v", "--token", TOKEN, "--max-body-bytes", "1234"], {},
+        (["serve", "x.py:f", "-v", "--token", TOKEN, "--max-body-bytes", "1234",
+          "--retention", "12h"], {},
          ["gateway.max_body_bytes = 1234", "targets = x.py:f", "token = ***",
-          "callbacks.max_attempts = 5", "agent.lease_s = 10.0"]),
+          "callbacks.max_attempts = 5", "agent.lease_s = 10.0", "retention_s = 43200.0"]),
         (["server", "--verbose", "--port", "8123"],
-         {"CONVEYOR_PUBLIC_URL": "https://q.example", "CONVEYOR_PORT": "9000"},
+         {"CONVEYOR_PUBLIC_URL": "https://q.example", "CONVEYOR_PORT": "9000",
+          "CONVEYOR_RETENTION": "30m"},
          # --port beats CONVEYOR_PORT
-         ["port = 8123", "gateway.public_url = https://q.example", "callbacks.batch = 32"]),
-        (["worker", "-v", "--log-max-lines", "500"],
-         {"CONVEYOR_CPUS": "3", "CONVEYOR_LOG_MAX_BYTES": "65536"},
+         ["port = 8123", "gateway.public_url = https://q.example", "callbacks.batch = 32",
+          "retention_s = 1800.0"]),
+        (["worker", "-v", "--log-max-lines", "500", "--retention", "0"],
+         {"CONVEYOR_CPUS": "3", "CONVEYOR_LOG_MAX_BYTES": "65536", "CONVEYOR_RETENTION": "1d"},
          ["agent.cpu_capacity = 3.0", "agent.log_limits.max_lines = 500",
-          "agent.log_limits.max_bytes = 65536"]),
+          "agent.log_limits.max_bytes = 65536", "retention_s = 0.0"]),
         (["serve", "x.py:f", "-v"], {},
-         ["agent.log_limits.max_lines = 20000", "agent.log_limits.max_bytes = 2097152"]),
+         ["agent.log_limits.max_lines = 20000", "agent.log_limits.max_bytes = 2097152",
+          "retention_s = 604800.0"]),
     ],
     ids=["serve", "server", "worker", "serve-defaults"],
 )
@@ -59,3 +63,11 @@ def test_verbose_shows_the_settings_minus_secrets(
 def test_without_verbose_no_settings_are_shown(tmp_path: Path) -> None:
     result = _conveyor(tmp_path, "worker")
     assert result.returncode == 1 and "setting " not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("value", ["7 days", "-1d", "1w", ""])
+def test_a_bad_retention_is_one_error_line(tmp_path: Path, value: str) -> None:
+    result = _conveyor(tmp_path, "worker", "--retention", value)
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: Invalid value for '--retention'") and "7d, 12h" in line

@@ -20,6 +20,7 @@ FIELDS = {
     "stats": dict, "stub": dict, "deployment": dict, "result": object,
     "error": (dict, type(None)), "attempts": int, "duration_s": (float, type(None)),
     "run_at": (str, type(None)),
+    "replay_of": (str, type(None)),
 }
 STUB_FIELDS = {
     "id": str, "name": str, "type": str, "config": str, "config_version": int,

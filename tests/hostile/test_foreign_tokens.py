@@ -58,6 +58,15 @@ def _routes(task_id: str, stub_id: str) -> list[tuple[str, str, dict[str, object
         ("POST", f"/taskqueue/public/{stub_id}", {}),
         ("GET", "/v2/taskqueue/", None),
         ("GET", "/v2/taskqueue/secret-queue", None),
+        ("POST", f"/v2/task/{task_id}/replay", None),
+        ("POST", f"/v2/task/{task_id}/replay?version=latest", None),
+        ("POST", "/v2/task/replay/", ids),
+        ("POST", "/v2/task/replay/", {"queue": "secret-queue", "status": "COMPLETE"}),
+        ("POST", "/v2/task/replay/", {"stub_id": stub_id}),
+        ("GET", "/v2/deployment/", None),
+        ("POST", f"/v2/deployment/{stub_id}/stop", None),
+        ("POST", f"/v2/deployment/{stub_id}/start", None),
+        ("DELETE", f"/v2/deployment/{stub_id}", None),
     ]
 
 
@@ -102,6 +111,10 @@ async def test_another_workspaces_ids_look_like_unknown_ids(
     assert view.task.result == '"alice-result"'
     tasks, _ = await store.list_tasks(mallory.workspace.id, TaskFilter())
     assert tasks == []
+    # Not stopped, not deleted, not replayed.
+    assert view.stub.active and (await store.get_stub(stub_id)) == view.stub
+    tasks, _ = await store.list_tasks(alice.workspace.id, TaskFilter())
+    assert [t.task.id for t in tasks] == [task_id]
 
 
 async def test_no_token_is_401_everywhere(

@@ -66,6 +66,7 @@ async def test_schema1_store_migrates_and_keeps_every_task(
             assert view is not None, task_id
             assert view.task.status.value == status, task_id
             assert view.stub.name == "old"
+            assert view.stub.active and view.task.replay_of is None  # 0013: versions
             if status == "COMPLETE":
                 assert view.task.result is not None
                 assert [o.name for o in view.outputs] == ["out.txt"]

@@ -1,10 +1,10 @@
 """The ``conveyor`` command: thin — parse options, then call the pieces that do the work.
 
 ``serve``/``server``/``worker`` run processes (``cli.serving``); the task, queue, schedule,
-put and deploy commands talk to a gateway through ``conveyor.sdk.client.Client``
-(``cli.tasks``, ``cli.queues``, ``cli.schedules``); token, workspace and signing-key work on
-the store (``cli.admin``). Every failure is one ``error: …`` line on stderr and a non-zero
-exit code.
+put, deploy and deployment commands talk to a gateway through ``conveyor.sdk.client.Client``
+(``cli.tasks``, ``cli.queues``, ``cli.schedules``, ``cli.deployments``); token, workspace and
+signing-key work on the store (``cli.admin``). Every failure is one ``error: …`` line on
+stderr and a non-zero exit code.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import typer
 
 from conveyor.cli import render
 from conveyor.cli.admin import signing_key_app, token_app, workspace_app
+from conveyor.cli.deployments import deployment_app
 from conveyor.cli.queues import deploy_cmd, queue_app
 from conveyor.cli.report import err
 from conveyor.cli.schedules import schedule_app
@@ -39,6 +40,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(task_app, name="task")
 app.add_typer(queue_app, name="queue")
+app.add_typer(deployment_app, name="deployment")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(signing_key_app, name="signing-key")
 

@@ -20,9 +20,15 @@ from urllib.parse import urlsplit
 
 import typer
 
+from conveyor.clock import parse_duration
 from conveyor.sdk.client import Client
 from conveyor.sdk.settings import DEFAULT_URL, ENV_TOKEN, ENV_URL, load_settings
-from conveyor.server.settings import ServerSettings, ServeSettings, WorkerSettings
+from conveyor.server.settings import (
+    DEFAULT_RETENTION_S,
+    ServerSettings,
+    ServeSettings,
+    WorkerSettings,
+)
 
 if TYPE_CHECKING:
     from conveyor.server.gateway.settings import GatewaySettings
@@ -94,6 +100,25 @@ SandboxBindOpt = Annotated[
         metavar="FOLDER",
         help="A folder every sandbox may read and write, at its own path (repeatable): the "
         "way to give handlers a shared folder.",
+        show_default=False,
+    ),
+]
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+RetentionOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--retention",
+        envvar="CONVEYOR_RETENTION",
+        parser=_duration,
+        metavar="DURATION",
+        help="Keep finished tasks (with their outputs and logs) this long after they end: 7d, "
+        "12h, 30m, 45s or seconds; 0 keeps them forever. Default: 7d.",
         show_default=False,
     ),
 ]
@@ -287,6 +312,7 @@ def serve_settings(
     targets: list[str], *, store: str, host: str, port: int, token: str | None,
     gateway: GatewaySettings, no_sandbox: bool = False, sandbox_binds: list[Path] | None = None,
     log_max_lines: int | None = None, log_max_bytes: int | None = None,
+    retention: float | None = None,
 ) -> ServeSettings:
     """``conveyor serve``: its agent keeps code beside the store, as the token is."""
     from conveyor.server.agent.settings import AgentSettings
@@ -300,23 +326,25 @@ def serve_settings(
     return ServeSettings(
         targets=tuple(targets), store=store, host=host, port=port, token=token,
         gateway=gateway, agent=agent, callbacks=CallbackSettings(),
+        retention_s=_given(retention, DEFAULT_RETENTION_S),
     )
 
 
 def server_settings(
-    *, store: str, host: str, port: int, gateway: GatewaySettings
+    *, store: str, host: str, port: int, gateway: GatewaySettings, retention: float | None = None
 ) -> ServerSettings:
     from conveyor.server.callbacks import CallbackSettings
 
     return ServerSettings(
-        store=store, host=host, port=port, gateway=gateway, callbacks=CallbackSettings()
+        store=store, host=host, port=port, gateway=gateway, callbacks=CallbackSettings(),
+        retention_s=_given(retention, DEFAULT_RETENTION_S),
     )
 
 
 def worker_settings(
     *, store: str, cpus: float | None, no_sandbox: bool = False,
     sandbox_binds: list[Path] | None = None, log_max_lines: int | None = None,
-    log_max_bytes: int | None = None,
+    log_max_bytes: int | None = None, retention: float | None = None,
 ) -> WorkerSettings:
     from conveyor.server.agent.settings import AgentSettings
 
@@ -324,7 +352,9 @@ def worker_settings(
         cpu_capacity=cpus, **_sandbox(store, no_sandbox, sandbox_binds),
         **log_limits(log_max_lines, log_max_bytes),
     )
-    return WorkerSettings(store=store, agent=agent)
+    return WorkerSettings(
+        store=store, agent=agent, retention_s=_given(retention, DEFAULT_RETENTION_S)
+    )
 
 
 def connect(url: str | None, token: str | None) -> Client:

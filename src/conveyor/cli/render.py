@@ -160,6 +160,8 @@ def task_panel(task: Mapping[str, Any], inputs: Mapping[str, Any] | None = None)
     fields.add_row("stub", f"{stub.get('id')} ({stub.get('type')})")
     fields.add_row("container", task.get("container_id") or "-")
     fields.add_row("attempts", str(task.get("attempts")))
+    if task.get("replay_of"):
+        fields.add_row("replay of", str(task["replay_of"]))
     for name in ("created_at", "started_at", "ended_at", "updated_at"):
         fields.add_row(name.removesuffix("_at"), task.get(name) or "-")
     duration = task.get("duration_s")
@@ -294,10 +296,13 @@ def queue_table(queues: Sequence[Mapping[str, Any]]) -> Table:
 
 
 def _version(version: Mapping[str, Any], route: int | None) -> Text:
-    """``v2←`` for the version the unversioned route goes to; dim, with "(no agent)", for a
-    version that no live agent runs."""
+    """``v2←`` for the version the unversioned route goes to; dim, with "(stopped)" or "(no
+    agent)", for a version stopped or that no live agent runs."""
     text = Text(f"v{version['version']}" + ("←" if version["version"] == route else ""))
-    if not version.get("agents"):
+    if not version.get("active", True):
+        text.append(" (stopped)")
+        text.stylize("dim")
+    elif not version.get("agents"):
         text.append(" (no agent)")
         text.stylize("dim")
     return text
@@ -343,6 +348,20 @@ def schedule_table(schedules: Sequence[Mapping[str, Any]]) -> Table:
             local_times(item.get("next") or [], item.get("timezone")),
             shown,
         )
+    return table
+
+
+def deployment_table(versions: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    for column in ("queue", "version", "state", "kind", "agents", "created", "stub"):
+        table.add_column(column, overflow="fold", justify="right" if column == "agents" else "left")
+    for v in versions:
+        state = Text("active", style="green") if v["active"] else Text("stopped", style="dim")
+        kind = "served" if str(v["type"]).endswith("serve") else "deployed"
+        table.add_row(v["name"], f"v{v['version']}", state, kind, str(v["agents"]),
+                      short_time(v["created_at"]), v["stub_id"])
+    if not versions:
+        table.add_row(Text("no version deployed yet", style="dim"), *[""] * 6)
     return table
 
 

@@ -30,6 +30,7 @@ from conveyor.cli.options import (
     OutputUrlTtlOpt,
     PortOpt,
     PublicUrlOpt,
+    RetentionOpt,
     RetryAfterOpt,
     SandboxBindOpt,
     SsePingOpt,
@@ -123,6 +124,7 @@ def serve_cmd(
     max_header_bytes: MaxHeaderBytesOpt = None,
     max_connections: MaxConnectionsOpt = None,
     header_timeout_s: HeaderTimeoutOpt = None,
+    retention: RetentionOpt = None,
 ) -> None:
     """Run the gateway, an agent and the embedded store in one process (development).
 
@@ -133,7 +135,7 @@ def serve_cmd(
     settings = serve_settings(
         targets, store=store, host=host, port=port, token=token, gateway=gateway,
         no_sandbox=no_sandbox, sandbox_binds=sandbox_bind, log_max_lines=log_max_lines,
-        log_max_bytes=log_max_bytes,
+        log_max_bytes=log_max_bytes, retention=retention,
     )
     _start(verbose, settings)
     _warn_unsandboxed(settings)
@@ -169,6 +171,7 @@ def server_cmd(
             "core at most. 0: one per core. Default: 1.",
         ),
     ] = 1,
+    retention: RetentionOpt = None,
 ) -> None:
     """Run a gateway only (production): any number of them can share one store.
 
@@ -178,7 +181,9 @@ def server_cmd(
     """
     flags = locals()
     gateway = gateway_settings(**{name: flags[name] for name in GATEWAY_FLAGS})
-    settings = server_settings(store=store, host=host, port=port, gateway=gateway)
+    settings = server_settings(
+        store=store, host=host, port=port, gateway=gateway, retention=retention
+    )
     _start(verbose, settings)
     count = processes or os.cpu_count() or 1
     shown = f"store {store.split('@')[-1]}" + (f", {count} processes" if count > 1 else "")
@@ -202,6 +207,7 @@ def worker_cmd(
     sandbox_bind: SandboxBindOpt = None,
     log_max_lines: LogMaxLinesOpt = None,
     log_max_bytes: LogMaxBytesOpt = None,
+    retention: RetentionOpt = None,
 ) -> None:
     """Run an agent on this machine for every deployed queue of the store.
 
@@ -209,7 +215,7 @@ def worker_cmd(
     """
     settings = worker_settings(
         store=store, cpus=cpus, no_sandbox=no_sandbox, sandbox_binds=sandbox_bind,
-        log_max_lines=log_max_lines, log_max_bytes=log_max_bytes,
+        log_max_lines=log_max_lines, log_max_bytes=log_max_bytes, retention=retention,
     )
     _start(verbose, settings)
     _warn_unsandboxed(settings)

@@ -1,4 +1,5 @@
-"""``conveyor put`` and ``conveyor task list|get|logs|stop|wait``: tasks, through a gateway."""
+"""``conveyor put`` and ``conveyor task list|get|logs|stop|wait|replay``: tasks, through a
+gateway."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from conveyor.cli.options import (
 )
 from conveyor.cli.report import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, err, out, reported
 from conveyor.errors import ConveyorError, HTTPError
-from conveyor.sdk.calls import ConveyorWarning, TaskFilters, enqueue_call
+from conveyor.sdk.calls import ConveyorWarning, ReplayFilters, TaskFilters, enqueue_call
 from conveyor.sdk.client import Client
 from conveyor.tasks import TaskStatus
 
@@ -182,6 +183,53 @@ def task_get(
 
 
 task_app.command("logs")(logs_cmd)
+
+
+@task_app.command("replay")
+def task_replay(
+    task_ids: Annotated[
+        list[str] | None,
+        typer.Argument(help="Finished tasks' ids, or - to read them from stdin.", metavar="ID"),
+    ] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Without ids: finished tasks of these statuses (comma list)."),
+    ] = None,
+    queue: Annotated[str | None, typer.Option(help="Without ids: tasks of this queue.")] = None,
+    created_after: Annotated[
+        str | None, typer.Option(help="Without ids: tasks created after this ISO 8601 time.")
+    ] = None,
+    latest: Annotated[
+        bool,
+        typer.Option(help="Run them on the version the queue's route goes to, not their own."),
+    ] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Enqueue finished tasks again with the same input, by id or by filter (at most 1000);
+    print the new tasks' ids, whose replay_of names the original. All or none.
+
+    Example: conveyor task replay --status failed --queue resize --latest
+    """
+    filters: ReplayFilters = {}
+    if status:
+        filters["status"] = _statuses(status)
+    if queue:
+        filters["queue"] = queue
+    if created_after:
+        filters["created_after"] = created_after
+    if task_ids and filters:
+        raise typer.BadParameter("give task ids or filters, not both", param_hint="ID")
+    if not task_ids and not filters:
+        raise typer.BadParameter("give task ids, or --status/--queue/--created-after")
+    ids = _ids(task_ids, "nothing to replay: no task ids on stdin") if task_ids else None
+    with reported(), connect(url, token) as client:
+        if queue:
+            _known_queue(client, queue)
+        made = client.replay(ids, latest=latest, **filters)
+    for task_id in made:
+        print(task_id)
+    err.print(f"replayed {len(made)} task(s)", highlight=False)
 
 
 @task_app.command("stop")

@@ -170,6 +170,45 @@ def cancel_call(task_ids: str | Iterable[str]) -> Call:
     return Call("DELETE", "/v2/task/cancel/", body={"task_ids": ids})
 
 
+class ReplayFilters(TypedDict, total=False):
+    """The filter of ``replay()`` when no ids are given (finished tasks only)."""
+
+    status: str | Iterable[str]
+    queue: str
+    stub_id: str
+    created_after: str
+    created_before: str
+
+
+def replay_call(
+    task_ids: str | Iterable[str] | None, filters: ReplayFilters, latest: bool
+) -> Call:
+    """``POST /v2/task/replay/`` by ids, else by ``filters``; ``latest``: onto the version the
+    queue's unversioned route goes to."""
+    body: dict[str, Any]
+    if task_ids is not None:
+        body = {"task_ids": [task_ids] if isinstance(task_ids, str) else list(task_ids)}
+    else:
+        body = dict(filters)
+        status = filters.get("status")
+        if status is not None and not isinstance(status, str):
+            body["status"] = list(status)
+    params = {"version": "latest"} if latest else {}
+    return Call("POST", "/v2/task/replay/", params=params, body=body)
+
+
+def deployments_call() -> Call:
+    return Call("GET", "/v2/deployment/")
+
+
+def deployment_call(stub_id: str, action: str) -> Call:
+    """``stop``, ``start`` or ``delete`` a version."""
+    path = f"/v2/deployment/{quote(stub_id, safe='')}"
+    if action == "delete":
+        return Call("DELETE", path)
+    return Call("POST", f"{path}/{action}")
+
+
 def enqueue_call(name: str, body: Mapping[str, Any]) -> Call:
     """``body`` sent as it is, as ``curl`` would (``put_call`` builds ``args``/``kwargs``)."""
     return Call("POST", _queue_path(name), body=dict(body))

@@ -26,6 +26,7 @@ from conveyor.sdk.calls import (
     ClientBase,
     LogFilters,
     LogFollower,
+    ReplayFilters,
     SseDecoder,
     TaskFilters,
     TaskHandle,
@@ -34,6 +35,8 @@ from conveyor.sdk.calls import (
     cancel_call,
     decode,
     deploy_files,
+    deployment_call,
+    deployments_call,
     finished,
     http_error,
     input_call,
@@ -44,6 +47,7 @@ from conveyor.sdk.calls import (
     put_call,
     queue_call,
     queues_call,
+    replay_call,
     schedules_call,
     subscribe_call,
     task_call,
@@ -192,6 +196,40 @@ class Client(ClientBase):
                 failure = exc
             if not follower.ended:
                 time.sleep(follower.pause(failure))
+
+    def replay(
+        self,
+        task_ids: str | Iterable[str] | None = None,
+        *,
+        latest: bool = False,
+        **filters: Unpack[ReplayFilters],
+    ) -> list[str]:
+        """Enqueue finished tasks again, by id or else by filter (``status``, ``queue``,
+        ``stub_id``, ``created_after``, ``created_before``), on their own version (``latest``:
+        on the version the queue's unversioned route goes to); the new tasks' ids. Each new
+        task's ``replay_of`` names its original."""
+        answer: list[str] = (self.send(replay_call(task_ids, filters, latest)))["task_ids"]
+        return answer
+
+    def deployments(self) -> list[dict[str, Any]]:
+        """Every version of the workspace's queues: ``stub_id``, ``name``, ``version``,
+        ``type``, ``active``, ``created_at``, ``agents``."""
+        answer: list[dict[str, Any]] = (self.send(deployments_call()))["data"]
+        return answer
+
+    def stop_deployment(self, stub_id: str) -> dict[str, Any]:
+        """Stop a version: it takes no new tasks, its containers stop once idle."""
+        answer: dict[str, Any] = self.send(deployment_call(stub_id, "stop"))
+        return answer
+
+    def start_deployment(self, stub_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.send(deployment_call(stub_id, "start"))
+        return answer
+
+    def delete_deployment(self, stub_id: str) -> dict[str, Any]:
+        """Delete a version with its tasks; ``HTTPError`` 409 while any is unfinished."""
+        answer: dict[str, Any] = self.send(deployment_call(stub_id, "delete"))
+        return answer
 
     def queues(self) -> list[dict[str, Any]]:
         """Queues of the workspace with versions, depth, containers and counts per status."""

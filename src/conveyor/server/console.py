@@ -23,6 +23,8 @@ EVERY_S = 2.0
 def route_line(stub: Stub, runs_here: bool, others: int) -> str:
     kind = "deployed" if stub.type in DEPLOYED else "served"
     line = f"  /taskqueue/{stub.name} → v{stub.version} ({kind})"
+    if not stub.active:
+        return line + f": every version of {stub.name} is stopped, its enqueues are refused"
     if runs_here or others:
         return line
     return line + f": no agent runs {stub.name} v{stub.version}, its tasks wait"
@@ -37,7 +39,7 @@ async def watch_routes(
     every: float = EVERY_S,
 ) -> None:
     """Say a route's line at start and whenever its version or its being run changes."""
-    shown: dict[str, tuple[int, bool]] = {}
+    shown: dict[str, tuple[int, bool, bool]] = {}
     while not stop.is_set():
         with contextlib.suppress(StoreError):  # a store hiccup only delays the next line
             await _look(store, workspace_id, served, say, shown)
@@ -50,17 +52,18 @@ async def _look(
     workspace_id: str,
     served: Collection[str],
     say: Callable[[str], None],
-    shown: dict[str, tuple[int, bool]],
+    shown: dict[str, tuple[int, bool, bool]],
 ) -> None:
-    latest: dict[str, Stub] = {}
+    latest: dict[str, Stub] = {}  # where each route goes: the latest active version
     for stub in await store.list_stubs(workspace_id):
-        if stub.name not in latest or stub.version > latest[stub.name].version:
+        kept = latest.get(stub.name)
+        if kept is None or (stub.active, stub.version) > (kept.active, kept.version):
             latest[stub.name] = stub
     agents = await store.live_agents()
     for name, stub in sorted(latest.items()):
         here = stub.id in served or stub.type in DEPLOYED
         others = sum(agent.runs(stub.id, stub.type) for agent in agents)
-        state = (stub.version, here or others > 0)
+        state = (stub.version, stub.active, here or others > 0)
         if shown.get(name) != state:
             shown[name] = state
             say(route_line(stub, here, others))

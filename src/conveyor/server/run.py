@@ -27,6 +27,7 @@ from conveyor.server.callbacks import delivering
 from conveyor.server.console import watch_routes
 from conveyor.server.gateway.connection import limited_protocol
 from conveyor.server.gateway.state import GatewayState, with_bound_url
+from conveyor.server.retention import retaining
 from conveyor.server.schedules import ticking
 from conveyor.server.settings import (
     ServerSettings,
@@ -233,7 +234,12 @@ async def serve(
             await _announce(on_ready, host, port, token, served)
             announced.set()
 
-        async with delivering(store, settings.callbacks), _ticking(app):  # after the gateway
+        # The callback sender, the retention chore and the tick maker stop after the gateway.
+        async with (
+            delivering(store, settings.callbacks),
+            retaining(store, settings.retention_s),
+            _ticking(app),
+        ):
             await _run_together(stop, server, *jobs, on_started=started)
 
 
@@ -245,10 +251,14 @@ async def _after(event: asyncio.Event, job: Awaitable[None]) -> None:
 async def run_server(
     settings: ServerSettings, *, stop: asyncio.Event | None = None, reuse_port: bool = False
 ) -> None:
-    """Gateway (and callback sender) only: for production, any store URL. ``reuse_port``:
-    one of several processes on the port (``conveyor.cli.processes``)."""
+    """Gateway (with callback sender and retention chore) only: for production, any store URL.
+    ``reuse_port``: one of several processes on the port (``conveyor.cli.processes``)."""
     stop = stop or asyncio.Event()
-    async with _opened(settings.store, stop) as store, delivering(store, settings.callbacks):
+    async with (
+        _opened(settings.store, stop) as store,
+        delivering(store, settings.callbacks),
+        retaining(store, settings.retention_s),
+    ):
         app = server_app(store, with_bound_url(settings.gateway, settings.host, settings.port))
         server = _uvicorn(app, settings.host, settings.port, reuse_port=reuse_port)
         async with _ticking(app):
@@ -263,10 +273,11 @@ def _ticking(app: FastAPI) -> contextlib.AbstractAsyncContextManager[object]:
 
 
 async def run_worker(settings: WorkerSettings, *, stop: asyncio.Event | None = None) -> None:
-    """An agent on this machine for every deployed stub of the store."""
+    """An agent on this machine for every deployed stub of the store (and the retention
+    chore)."""
     stop = stop or asyncio.Event()
     check_sandbox(settings.agent)
-    async with _opened(settings.store, stop) as store:
+    async with _opened(settings.store, stop) as store, retaining(store, settings.retention_s):
         await Agent(store, settings.agent).run(stop)
 
 

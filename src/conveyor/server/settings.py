@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 DEFAULT_STORE = "sqlite:///.conveyor/conveyor.db"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
+#: Finished tasks are kept this long (``--retention``); 0 keeps them forever.
+DEFAULT_RETENTION_S = 7 * 86400.0
 #: Fields whose value is never shown.
 SECRETS = frozenset({"token"})
 
@@ -40,6 +42,8 @@ class ServeSettings:
     gateway: GatewaySettings
     agent: AgentSettings
     callbacks: CallbackSettings
+    #: Seconds finished tasks are kept (DESIGN A11); 0: forever.
+    retention_s: float = DEFAULT_RETENTION_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +53,14 @@ class ServerSettings:
     port: int
     gateway: GatewaySettings
     callbacks: CallbackSettings
+    retention_s: float = DEFAULT_RETENTION_S
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerSettings:
     store: str
     agent: AgentSettings
+    retention_s: float = DEFAULT_RETENTION_S
 
 
 def sqlite_folder(store_url: str) -> Path:

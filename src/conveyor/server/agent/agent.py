@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import replace
 
 from conveyor.errors import StoreError
 from conveyor.server.agent.dispatcher import Dispatcher
@@ -126,24 +127,43 @@ class Agent:
             ]
         else:
             stubs = await self.store.list_stubs(types=s.stub_types) if s.stub_types else []
+        self._stop_gone({stub.id: stub for stub in stubs})
         for stub in stubs:
             runtime = self.stubs.get(stub.id)
-            if runtime is None or runtime.stub.config_version != stub.config_version:
-                if self.broken.get(stub.id) == stub.config_version:
-                    continue  # said once; a new config version is looked at again
-                try:
-                    self._adopt(stub)
-                except Exception as exc:  # one stub's row never stops the others
-                    self.broken[stub.id] = stub.config_version
-                    log.error(
-                        "stub %s (%s) is not served: its config cannot be used: %s",
-                        stub.id,
-                        stub.name,
-                        exc,
-                        extra={"action": "stub_broken"},
-                    )
-                else:
-                    self.broken.pop(stub.id, None)
+            if not stub.active:
+                continue
+            if runtime is not None and runtime.stub.config_version == stub.config_version:
+                runtime.stub = stub  # the same, or started again
+                continue
+            if self.broken.get(stub.id) == stub.config_version:
+                continue  # said once; a new config version is looked at again
+            try:
+                self._adopt(stub)
+            except Exception as exc:  # one stub's row never stops the others
+                self.broken[stub.id] = stub.config_version
+                log.error(
+                    "stub %s (%s) is not served: its config cannot be used: %s",
+                    stub.id,
+                    stub.name,
+                    exc,
+                    extra={"action": "stub_broken"},
+                )
+            else:
+                self.broken.pop(stub.id, None)
+
+    def _stop_gone(self, current: dict[str, Stub]) -> None:
+        """Versions stopped or deleted since the last look: no more claims, and their
+        containers stop as they go idle (``Supervisor.autoscale``); running tasks finish."""
+        for stub_id, runtime in self.stubs.items():
+            stub = current.get(stub_id)
+            if runtime.stub.active and (stub is None or not stub.active):
+                runtime.stub = stub or replace(runtime.stub, active=False)
+                log.info(
+                    "%s v%d is stopped: its tasks are no longer claimed here",
+                    runtime.stub.name,
+                    runtime.stub.version,
+                    extra={"action": "stub_stopped"},
+                )
 
     def _adopt(self, stub: Stub) -> StubRuntime:
         """Serve ``stub``; ``ConveyorError`` (nothing changed) if its config is not valid."""
@@ -219,6 +239,8 @@ class Agent:
                 runtime.maybe_work = True
             self._wake.set()
             self._next["heartbeat"] = 0.0  # its answer names cancelled attempts
+        elif event.kind == "stub":  # stopped, started or deleted: look at once
+            self._next["stubs"] = 0.0
         elif event.kind == "cancel" and event.task_id:
             self.kill_task(event.task_id)
         elif event.kind == "warmup":

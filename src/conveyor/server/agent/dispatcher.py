@@ -82,7 +82,7 @@ class Dispatcher:
             containers = [c for c in runtime.containers.values() if not c.stopping]
             for container in containers:  # before any claim: a short claim ends the round
                 self.feed(container, now)
-            if not runtime.maybe_work:
+            if not runtime.maybe_work or not runtime.stub.active:  # stopped: no claims
                 continue
             # Cleared before the claims, not after: an enqueue that commits while a claim is
             # in flight pokes the stub again, and that poke must not be lost (else its task

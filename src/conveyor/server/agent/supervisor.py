@@ -90,9 +90,14 @@ class Supervisor:
 
     async def _scale(self, runtime: StubRuntime, load: StubLoad | None, now: float) -> None:
         stub_id = runtime.stub.id
+        live = [c for c in runtime.containers.values() if not c.stopping]
+        if not runtime.stub.active:  # stopped: no keep-warm, no min_containers
+            for container in live:
+                if not container.busy_processes() and not container.backlog:
+                    self.retire(runtime, container)
+            return
         in_flight = (load.runnable + load.running) if load else 0
         desired = policy.desired_containers(in_flight, runtime.config.autoscaler)
-        live = [c for c in runtime.containers.values() if not c.stopping]
         if desired > len(live) and now >= runtime.start_not_before:
             total = await self.store.active_containers(stub_id, now)
             for _ in range(max(0, desired - max(len(live), total))):
@@ -107,7 +112,7 @@ class Supervisor:
 
     def warmup(self, stub_id: str, now: float) -> None:
         runtime = self.stubs.get(stub_id)
-        if runtime is None or self.draining:
+        if runtime is None or self.draining or not runtime.stub.active:
             return
         live = [c for c in runtime.containers.values() if not c.stopping]
         if live:

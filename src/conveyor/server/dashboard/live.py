@@ -1,5 +1,5 @@
 """Routes the page scripts call with the sign-in cookie: live statuses, a task's live log,
-and cancel.
+cancel, replay, and stopping or starting a version.
 
 Statuses come from the stream the API's SSE route serves (``GET /v2/task/{id}/subscribe``), one
 per task, merged here into one response: a browser opens at most six HTTP/1.1 connections per
@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor.errors import NotFound
-from conveyor.server.gateway import answers, insight
+from conveyor.server.gateway import answers, insight, versions
 from conveyor.server.gateway.bodies import read_object
 from conveyor.server.gateway.responses import OrjsonResponse, error_response
 from conveyor.server.gateway.state import gateway_state
@@ -70,6 +70,23 @@ async def cancel(request: Request, workspace: Workspace) -> Response:
     """The API's cancel, behind the session cookie and its CSRF header (``session.write``)."""
     body = await read_object(request)
     return OrjsonResponse(await answers.cancel(gateway_state(request), workspace, body))
+
+
+async def version_action(request: Request, workspace: Workspace) -> Response:
+    """The API's stop or start of a version (``/live/deployments/{stub_id}/stop|start``)."""
+    action = request.path_params["action"]
+    if action not in ("stop", "start"):
+        return error_response(404, f"not found: {request.url.path}")
+    state = gateway_state(request)
+    stub_id = request.path_params["stub_id"]
+    return OrjsonResponse(await versions.set_active(state, workspace, stub_id, action == "start"))
+
+
+async def replay(request: Request, workspace: Workspace) -> Response:
+    """The API's replay (``POST /v2/task/replay/``), ``?version=latest`` included."""
+    body = await read_object(request)
+    version = request.query_params.get("version")
+    return OrjsonResponse(await answers.replay(gateway_state(request), workspace, body, version))
 
 
 async def _merged(streams: list[AsyncIterator[bytes]]) -> AsyncIterator[bytes]:

@@ -37,6 +37,9 @@ _pages = Mount(
         Route("/live/tasks", live_route(live.subscribe), methods=["GET"]),
         Route("/live/tasks/{task_id}/logs", live_route(live.logs), methods=["GET"]),
         Route("/live/cancel", write_route(live.cancel), methods=["POST"]),
+        Route("/live/replay", write_route(live.replay), methods=["POST"]),
+        Route("/live/deployments/{stub_id}/{action}", write_route(live.version_action),
+              methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ],
 )

@@ -15,9 +15,11 @@ from conveyor.server.gateway.errors import BadRequest
 from conveyor.server.gateway.state import GatewayState
 from conveyor.server.gateway.views import queue_json, task_json
 from conveyor.server.store.records import TaskFilter, TaskView, Workspace
-from conveyor.tasks import TaskStatus
+from conveyor.tasks import TERMINAL, TaskStatus
 
 MAX_LIMIT = 1000
+#: The filter keys of a replay body: those of ``GET /v2/task/``.
+REPLAY_FILTERS = ("status", "queue", "stub_id", "created_after", "created_before")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,64 @@ async def cancel(state: GatewayState, workspace: Workspace, body: dict[str, Any]
         "already_finished": result.already_finished,
         "not_found": result.not_found,
     }
+
+
+async def replay(
+    state: GatewayState, workspace: Workspace, body: dict[str, Any], version: str | None
+) -> dict[str, Any]:
+    """``POST /v2/task/replay/`` (and ``/v2/task/{id}/replay`` as ``{"task_ids": [id]}``):
+    the finished tasks named by ``task_ids`` or matched by a filter, enqueued again, all or
+    nothing; ``version``: None for each task's own version, ``latest`` for its queue's route."""
+    if version not in (None, "latest"):
+        raise BadRequest(f"version must be latest (or not given), got {version!r}")
+    unknown = sorted(set(body) - {"task_ids", *REPLAY_FILTERS})
+    if unknown or not body or ("task_ids" in body and len(body) > 1):
+        raise BadRequest(
+            'body must be {"task_ids": ["<task id>", ...]} or a filter of '
+            + ", ".join(REPLAY_FILTERS)
+            + (f"; unknown key(s): {', '.join(unknown)}" if unknown else "")
+        )
+    ids = body.get("task_ids")
+    if ids is None:
+        ids = await _matching(state, workspace, body)
+    elif not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise BadRequest('task_ids must be a list of task ids')
+    elif len(ids) > MAX_LIMIT:
+        raise BadRequest(f"a replay names at most {MAX_LIMIT} tasks, got {len(ids)}")
+    if not ids:
+        return {"task_ids": []}
+    return {"task_ids": await state.store.replay(workspace.id, ids, latest=version is not None)}
+
+
+async def _matching(state: GatewayState, workspace: Workspace, body: dict[str, Any]) -> list[str]:
+    """The ids of the finished tasks a replay filter matches: at most ``MAX_LIMIT``, else a
+    ``BadRequest`` (the rest would be left out, and the same filter would match again)."""
+    for key, value in body.items():
+        if not isinstance(value, str) and not (
+            key == "status" and isinstance(value, list) and all(isinstance(v, str) for v in value)
+        ):
+            raise BadRequest(f"{key} must be a string")
+    status = body.get("status")
+    statuses = _statuses(",".join(status) if isinstance(status, list) else status) or TERMINAL
+    if not statuses <= TERMINAL:
+        raise BadRequest(
+            "a replay takes finished tasks: status must be among "
+            + ", ".join(sorted(TERMINAL))
+        )
+    task_filter = TaskFilter(
+        statuses=frozenset(statuses),
+        queue=body.get("queue") or None,
+        stub_id=body.get("stub_id") or None,
+        created_after=_instant("created_after", body.get("created_after")),
+        created_before=_instant("created_before", body.get("created_before")),
+    )
+    views, more = await state.store.list_tasks(workspace.id, task_filter, MAX_LIMIT)
+    if more is not None:
+        raise BadRequest(
+            f"the filter matches more than {MAX_LIMIT} tasks: narrow it (created_after, "
+            "created_before) and replay each part"
+        )
+    return [view.task.id for view in reversed(views)]  # oldest first, as they were enqueued
 
 
 async def queue_list(state: GatewayState, workspace: Workspace) -> list[dict[str, Any]]:

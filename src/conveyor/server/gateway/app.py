@@ -39,6 +39,7 @@ from conveyor.server.gateway.openapi import (
     CANCEL_BODY,
     DEPLOY_BODY,
     ENQUEUE_BODY,
+    REPLAY_BODY,
     START_HEADERS,
     clean_openapi,
     docs_routes,
@@ -49,6 +50,9 @@ from conveyor.server.gateway.responses import OrjsonResponse
 from conveyor.server.gateway.schemas import (
     AttemptListOut,
     CancelOut,
+    DeletedOut,
+    DeploymentListOut,
+    DeploymentVersionOut,
     DeployOut,
     EmptyOut,
     HealthOut,
@@ -70,10 +74,12 @@ from conveyor.server.store.base import Store
 Endpoint = Callable[..., Any]
 
 #: Error statuses each kind of route documents (every route may also answer 413 and 503).
-_ENQUEUE = (400, 401, 404, 429)
+_ENQUEUE = (400, 401, 404, 409, 429)
 _READ = (400, 401, 404)
 _FOUND = (401, 404)
 _STREAM = (400, 401, 404, 429)
+_REPLAY = (400, 401, 404, 409, 429)
+_OPERATE = (401, 404, 409)
 _AUTHED: dict[str, Any] = {"security": [{"bearer": []}]}
 _INVOKE_AUTH: dict[str, Any] = {"security": [{"bearer": []}, {"basic": []}]}
 
@@ -208,6 +214,10 @@ routes: list[BaseRoute] = [
            "Cancel tasks", CancelOut, (400, 401), hidden=True),
     _route("/v2/task/cancel", task_routes.cancel_tasks, "POST",
            "Cancel tasks", CancelOut, (400, 401), hidden=True),
+    _route("/v2/task/replay/", task_routes.replay_tasks, "POST",
+           "Replay finished tasks by id or by filter", TaskIdsOut, _REPLAY, body=REPLAY_BODY),
+    _route("/v2/task/replay", task_routes.replay_tasks, "POST",
+           "Replay finished tasks", TaskIdsOut, _REPLAY, hidden=True),
     _route("/v2/task/", task_routes.list_tasks, "GET",
            "List tasks, newest first", TaskPageOut, (400, 401)),
     _route("/v2/task", task_routes.list_tasks, "GET",
@@ -215,6 +225,8 @@ routes: list[BaseRoute] = [
     _route("/v2/task/{task_id}/subscribe", sse.subscribe_task, "GET",
            "Stream status changes as server-sent events", None, _READ,
            response_class=StreamingResponse, media_type="text/event-stream"),
+    _route("/v2/task/{task_id}/replay", task_routes.replay_task, "POST",
+           "Replay a finished task: its input enqueued again", TaskIdsOut, _REPLAY),
     _route("/v2/task/{task_id}/input", task_routes.task_input, "GET",
            "The arguments the task's handler is called with", TaskInputOut, _FOUND),
     _route("/v2/task/{task_id}/attempts", task_routes.task_attempts, "GET",
@@ -247,6 +259,16 @@ routes: list[BaseRoute] = [
            "Deploy the next version of a queue", DeployOut, (400, 401), body=DEPLOY_BODY),
     _route("/v2/deployment", deploy.deploy, "POST",
            "Deploy", DeployOut, (400, 401), hidden=True),
+    _route("/v2/deployment/", deploy.list_deployments, "GET",
+           "Versions of every queue, active or stopped", DeploymentListOut, (401,)),
+    _route("/v2/deployment", deploy.list_deployments, "GET",
+           "Versions", DeploymentListOut, (401,), hidden=True),
+    _route("/v2/deployment/{stub_id}/stop", deploy.stop_deployment, "POST",
+           "Stop a version", DeploymentVersionOut, _OPERATE),
+    _route("/v2/deployment/{stub_id}/start", deploy.start_deployment, "POST",
+           "Start a stopped version", DeploymentVersionOut, _OPERATE),
+    _route("/v2/deployment/{stub_id}", deploy.delete_deployment, "DELETE",
+           "Delete a version with its tasks (409 while any is unfinished)", DeletedOut, _OPERATE),
     # -- operations ----------------------------------------------------------------------
     _route("/healthz", health.healthz, "GET", "Liveness", HealthOut, (), auth=None),
     _route("/readyz", health.readyz, "GET", "Readiness: the store answers", HealthOut, (),

@@ -1,4 +1,5 @@
-"""``POST /v2/deployment/``: upload a code bundle and a queue config, make the next version."""
+"""``/v2/deployment/``: upload a code bundle and a queue config to make the next version; list
+the versions, stop, start and delete one (answers in ``versions.py``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.datastructures import UploadFile
 
 from conveyor.queue_config import QueueConfig
 from conveyor.server.bundles import check_bundle
+from conveyor.server.gateway import versions
 from conveyor.server.gateway.auth import require_workspace
 from conveyor.server.gateway.errors import BadRequest
 from conveyor.server.gateway.responses import OrjsonResponse
@@ -52,3 +54,42 @@ async def _field_bytes(value: UploadFile | str | None, name: str) -> bytes:
     if isinstance(value, str):
         return value.encode()
     return await value.read()
+
+
+async def list_deployments(
+    request: Request,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """Every version of the workspace's queues, by name then version."""
+    return OrjsonResponse({"data": await versions.deployments(gateway_state(request), workspace)})
+
+
+async def stop_deployment(
+    request: Request,
+    stub_id: str,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """The version takes no new tasks (409), its running tasks finish, its containers stop;
+    the unversioned route goes to the latest version still active."""
+    state = gateway_state(request)
+    return OrjsonResponse(await versions.set_active(state, workspace, stub_id, False))
+
+
+async def start_deployment(
+    request: Request,
+    stub_id: str,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """The version takes tasks again; its waiting tasks run."""
+    state = gateway_state(request)
+    return OrjsonResponse(await versions.set_active(state, workspace, stub_id, True))
+
+
+async def delete_deployment(
+    request: Request,
+    stub_id: str,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """The version with its tasks, their outputs and logs; 409 while any task of it is not
+    finished."""
+    return OrjsonResponse(await versions.delete(gateway_state(request), workspace, stub_id))

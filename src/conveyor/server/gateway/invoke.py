@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conveyor import clock
-from conveyor.errors import NotFound, StaleRoute
+from conveyor.errors import NotFound, StaleRoute, VersionStopped
 from conveyor.server.gateway.agents import WARNING_HEADER
 from conveyor.server.gateway.auth import invocation_workspace
 from conveyor.server.gateway.bodies import read_object
@@ -143,6 +143,8 @@ async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
 
 
 async def warmup(request: Request, stub: Stub) -> OrjsonResponse:
+    if not stub.active:  # a stopped version keeps no containers
+        raise VersionStopped(stub.name, stub.version)
     await gateway_state(request).store.request_warmup(stub.id)
     return OrjsonResponse({})
 

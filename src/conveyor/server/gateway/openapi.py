@@ -86,6 +86,27 @@ CANCEL_BODY: dict[str, Any] = {
     },
 }
 
+_STRING = {"type": "string"}
+REPLAY_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "task_ids": _IDS,
+                    "status": {"oneOf": [_STRING, _IDS]},
+                    "queue": _STRING,
+                    "stub_id": _STRING,
+                    "created_after": {"type": "string", "format": "date-time"},
+                    "created_before": {"type": "string", "format": "date-time"},
+                },
+                "description": "task_ids, or a filter of finished tasks (at most 1000 match)",
+            }
+        }
+    },
+}
+
 DEPLOY_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -107,6 +128,7 @@ _DESCRIPTIONS = {
     401: "Missing or invalid token",
     403: "Invalid or expired link",
     404: "Not found",
+    409: "Conflict: a stopped version, an unfinished task or version",
     413: "Body too large",
     429: "Too many pending tasks or open event streams (see Retry-After)",
     503: "Store unavailable",

@@ -17,6 +17,8 @@ from conveyor.errors import (
     PendingLimitExceeded,
     StoreError,
     StoreUnavailable,
+    VersionBusy,
+    VersionStopped,
 )
 
 
@@ -57,6 +59,8 @@ STATUS_BY_ERROR: tuple[tuple[type[ConveyorError], int], ...] = (
     (Forbidden, HTTPStatus.FORBIDDEN),
     (NotFound, HTTPStatus.NOT_FOUND),
     (InvalidTransition, HTTPStatus.CONFLICT),
+    (VersionStopped, HTTPStatus.CONFLICT),
+    (VersionBusy, HTTPStatus.CONFLICT),
     (BodyTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
     (OutputTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
     (HeadersTooLarge, HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE),

@@ -84,6 +84,8 @@ class TaskOut(BaseModel):
     result: Any
     error: TaskErrorOut | None
     attempts: int
+    #: The task this one re-runs (a replay), or null.
+    replay_of: str | None
 
 
 class TaskPageOut(BaseModel):
@@ -144,6 +146,8 @@ class VersionOut(BaseModel):
     stub_id: str
     type: str
     created_at: str
+    #: False once stopped: it takes no new tasks and keeps no containers.
+    active: bool
     #: Live agents that run this version; 0: its tasks wait until one starts.
     agents: int
 
@@ -196,6 +200,28 @@ class DeployOut(BaseModel):
     name: str
     version: int
     url: str
+
+
+class DeploymentVersionOut(BaseModel):
+    stub_id: str
+    name: str
+    version: int
+    type: str
+    #: False once stopped: it takes no new tasks (409), keeps no containers, makes no ticks.
+    active: bool
+    created_at: str
+    #: Live agents that run this version (none runs a stopped one).
+    agents: int
+
+
+class DeploymentListOut(BaseModel):
+    data: list[DeploymentVersionOut]
+
+
+class DeletedOut(BaseModel):
+    stub_id: str
+    #: Tasks deleted with the version.
+    deleted_tasks: int
 
 
 class HealthOut(BaseModel):

@@ -1,4 +1,4 @@
-"""Task routes: status, list, cancel, input, attempts, logs. Every one is scoped to the
+"""Task routes: status, list, cancel, replay, input, attempts, logs. Every one is scoped to the
 caller's workspace."""
 
 from __future__ import annotations
@@ -75,3 +75,28 @@ async def task_logs(
     page. Filters: `attempt` (1, 2, …) and `stream` (stdout or stderr)."""
     state = gateway_state(request)
     return OrjsonResponse(await insight.task_logs(state, workspace, task_id, query))
+
+
+async def replay_task(
+    request: Request,
+    task_id: str,
+    version: str | None = None,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """Enqueue the finished task's input again, on its version (`version=latest`: on the
+    version its queue's unversioned route goes to); the new task's `replay_of` names it."""
+    state = gateway_state(request)
+    return OrjsonResponse(await answers.replay(state, workspace, {"task_ids": [task_id]}, version))
+
+
+async def replay_tasks(
+    request: Request,
+    version: str | None = None,
+    workspace: Workspace = Depends(require_workspace),  # noqa: B008
+) -> OrjsonResponse:
+    """`{"task_ids": [...]}` or a filter `{"status": "FAILED", "queue": "resize",
+    "created_after": "..."}` (finished tasks only, at most 1000): each enqueued again, all or
+    nothing, in the order they were first enqueued."""
+    body = await read_object(request)
+    state = gateway_state(request)
+    return OrjsonResponse(await answers.replay(state, workspace, body, version))

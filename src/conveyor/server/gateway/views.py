@@ -58,6 +58,7 @@ def task_json(
         "result": _parse(task.result),
         "error": _error(task.error),
         "attempts": task.attempt,
+        "replay_of": task.replay_of,
     }
 
 
@@ -110,12 +111,13 @@ def queue_json(summary: QueueSummary, agents: Sequence[AgentInfo]) -> dict[str, 
                 "stub_id": v.stub_id,
                 "type": v.type,
                 "created_at": iso(v.created_at),
-                "agents": sum(agent.runs(v.stub_id, v.type) for agent in agents),
+                "active": v.active,
+                "agents": sum(agent.runs(v.stub_id, v.type) for agent in agents) if v.active else 0,
             }
             for v in summary.versions
         ],
-        # as ``Store.resolve_stub`` without a version: the highest
-        "route_version": max(v.version for v in summary.versions),
+        # as ``Store.resolve_stub`` without a version: the highest active, else the highest
+        "route_version": max((v.active, v.version) for v in summary.versions)[1],
         "queue_depth": summary.queue_depth,
         "active_containers": summary.active_containers,
         "counts": {status.value: summary.counts.get(status, 0) for status in TaskStatus},

@@ -154,6 +154,31 @@ class Store(Protocol):
     async def get_object(self, object_id: int) -> bytes:
         """A code object's bytes; ``NotFound`` if unknown."""
 
+    async def set_stub_active(
+        self, workspace_id: str, stub_id: str, active: bool, now: float | None = None
+    ) -> Stub:
+        """Stop (``active`` False) or start a version of the workspace; the stub as it is now.
+        A stopped version takes no new tasks (``VersionStopped``) and the unversioned route
+        goes past it. ``NotFound`` for a stub of no such id in the workspace."""
+
+    async def delete_stub(self, workspace_id: str, stub_id: str, now: float | None = None) -> int:
+        """Delete a version of the workspace with its tasks and what hangs off them; how many
+        tasks went. ``VersionBusy`` (nothing changed) while any of its tasks is not terminal;
+        ``NotFound`` for a stub of no such id in the workspace."""
+
+    async def replay(
+        self,
+        workspace_id: str,
+        task_ids: Sequence[str],
+        latest: bool = False,
+        now: float | None = None,
+    ) -> list[str]:
+        """Enqueue each finished task's input again, on its version (``latest``: on the version
+        its queue's unversioned route goes to), with ``replay_of`` set; the new ids in order.
+        All or nothing: ``NotFound`` for an id of no task of the workspace,
+        ``InvalidTransition`` for a task not finished, ``VersionStopped`` and
+        ``PendingLimitExceeded`` as an enqueue."""
+
     # -- tasks ---------------------------------------------------------------------------------
     async def enqueue(
         self, stub: Stub, tasks: Sequence[NewTask], max_pending: int, now: float | None = None
@@ -209,6 +234,12 @@ class Store(Protocol):
         """Expired leases → RETRY (retries left, with backoff) or FAILED; PENDING/RETRY past
         their ttl → EXPIRED; containers silent for ``CONTAINER_STALE_S`` removed. Safe to run
         from many processes at once."""
+
+    async def prune(self, ended_before: float, limit: int = 500) -> int:
+        """Delete up to ``limit`` finished tasks whose ``ended_at`` is before ``ended_before``
+        (oldest first; fewer when their log lines are many) with everything that hangs off
+        them, in one transaction; how many went. A task whose callback is still to be
+        delivered is kept. Safe to run from many processes at once."""
 
     # -- queries -------------------------------------------------------------------------------
     async def get_task(self, task_id: str, workspace_id: str | None = None) -> TaskView | None:

@@ -11,10 +11,14 @@ enqueue costs the same however deep the queue. On PostgreSQL a call alone of one
 an idempotency key is one statement (``_ONE``: the count, the insert and the notification),
 so it costs one round trip instead of six (begin, lock, insert, count, notify, commit).
 
-A call marked ``latest`` addresses a queue's latest version through a stub looked up earlier
-(the store's route cache): its write refuses it with ``StaleRoute`` when that stub changed or a
-later version exists, checked in the same statement or transaction, so a cached look-up never
-sends a task to a version that was no longer the latest when the task was written.
+A stopped version (``stubs.active`` false) takes no task: ``VersionStopped``, checked in the
+same statement or transaction as the insert, on every path (gateway, direct producer, replay).
+
+A call marked ``latest`` addresses the version a queue's unversioned route goes to (its latest
+active one) through a stub looked up earlier (the store's route cache): its write refuses it
+with ``StaleRoute`` when that stub changed (a stop or start changes it) or the route now goes
+to another version, checked in the same statement or transaction, so a cached look-up never
+sends a task to a version the route no longer went to when the task was written.
 
 Each call still succeeds or fails on its own:
 a call over its pending limit or for a missing stub fails alone, and a call with idempotency
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor import clock
-from conveyor.errors import NotFound, PendingLimitExceeded, StaleRoute
+from conveyor.errors import NotFound, PendingLimitExceeded, StaleRoute, VersionStopped
 from conveyor.server.store.base import IDEMPOTENCY_WINDOW_S
 from conveyor.server.store.driver import Driver, Row, Tx
 from conveyor.server.store.events import event_to_json
@@ -42,7 +46,7 @@ from conveyor.server.store.records import Event, NewTask, Stub
 _INSERT = (
     "INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url, max_retries,"
     " timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at, expires_at,"
-    " run_at) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " run_at, replay_of) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -51,26 +55,28 @@ _INSERT = (
 #: ``runnable_at`` with the claimer's clock; a delayed task waits for its time by it).
 _HEADROOM = clock.to_us(1.0)
 
-#: Of a stub row ``s``: a later version of its queue exists.
+#: Of a stub row ``s``: the unversioned route of its queue goes elsewhere, to a later active
+#: version or (``s`` being stopped) to any active one.
 _SUPERSEDED = (
     "EXISTS (SELECT 1 FROM stubs n WHERE n.workspace_id = {s}.workspace_id"
-    " AND n.name = {s}.name AND n.version > {s}.version)"
+    " AND n.name = {s}.name AND n.active AND (n.version > {s}.version OR NOT {s}.active))"
 )
 _LOCK_STUBS = (
-    "SELECT id, in_flight, updated_at, " + _SUPERSEDED.format(s="s") + " FROM stubs s"
+    "SELECT id, in_flight, updated_at, " + _SUPERSEDED.format(s="s") + ", active FROM stubs s"
     " WHERE id IN ({marks}) ORDER BY id{for_update}"
 )
-#: One task, one statement (PostgreSQL): the stub's count goes up only while under the limit
-#: (and, for a ``latest`` call, while the stub is as looked up and still the latest), the task
-#: is inserted only if it did, and the agents are notified only if it was.
+#: One task, one statement (PostgreSQL): the stub's count goes up only while the stub is active
+#: and under the limit (and, for a ``latest`` call, while the stub is as looked up and still
+#: where the route goes), the task is inserted only if it did, and the agents are notified only
+#: if it was.
 _ONE = (
     "WITH up AS (UPDATE stubs SET in_flight = in_flight + 1 WHERE id = ? AND in_flight < ?"
-    " AND (? = 0 OR (updated_at = ? AND NOT " + _SUPERSEDED.format(s="stubs") + "))"
+    " AND active AND (? = 0 OR (updated_at = ? AND NOT " + _SUPERSEDED.format(s="stubs") + "))"
     " RETURNING id),"
     " ins AS (INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url,"
     " max_retries, timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at,"
-    " expires_at, run_at) SELECT ?, ?, up.id, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM up"
-    " RETURNING id)"
+    " expires_at, run_at, replay_of) SELECT ?, ?, up.id, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    " ?, ?, ? FROM up RETURNING id)"
     " SELECT {notify} FROM ins"
 )
 
@@ -101,7 +107,7 @@ class EnqueueCall:
             rows.append(
                 (ids[i], self.stub.workspace_id, self.stub.id, task.payload,
                  task.callback_url or config.callback_url, *policy, self.t, self.t, runnable,
-                 start + ttl, task.run_at)
+                 start + ttl, task.run_at, task.replay_of)
             )
         return rows
 
@@ -199,12 +205,15 @@ async def write_alone(
     if notified:
         return [row[0]]
     found = await run(
-        f"SELECT updated_at, {_SUPERSEDED.format(s='s')} FROM stubs s WHERE id = ?", [stub.id]
+        f"SELECT updated_at, {_SUPERSEDED.format(s='s')}, active FROM stubs s WHERE id = ?",
+        [stub.id],
     )
     if not found:
         return NotFound(f"stub {stub.id} not found")
     if call.latest and (int(found[0][0]) != stub.updated_at or found[0][1]):
         return StaleRoute()
+    if not found[0][2]:
+        return VersionStopped(stub.name, stub.version)
     return PendingLimitExceeded(call.max_pending)
 
 
@@ -221,8 +230,9 @@ async def write_calls(
         stub_ids,
     )
     in_flight: dict[str, int] = {row[0]: int(row[1]) for row in found}
-    #: Of each stub: when it last changed, and whether a later version exists.
+    #: Of each stub: when it last changed, and whether its route goes elsewhere.
     current: dict[str, tuple[int, bool]] = {row[0]: (int(row[2]), bool(row[3])) for row in found}
+    stopped = {row[0] for row in found if not row[4]}
     added: dict[str, int] = {}
     outcomes: list[list[str] | Exception] = []
     rows: list[tuple[Any, ...]] = []
@@ -233,6 +243,9 @@ async def write_calls(
             continue
         if call.latest and current[stub_id] != (call.stub.updated_at, False):
             outcomes.append(StaleRoute())
+            continue
+        if stub_id in stopped:
+            outcomes.append(VersionStopped(call.stub.name, call.stub.version))
             continue
         keyed = any(task.idempotency_key is not None for task in call.tasks)
         if keyed:

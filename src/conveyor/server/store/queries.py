@@ -177,7 +177,8 @@ class QueriesMixin:
 
         async def op(tx: Tx) -> list[QueueSummary]:
             stubs = await tx.execute(
-                f"SELECT s.name, s.version, s.id, s.type, s.created_at FROM stubs s{where}"
+                "SELECT s.name, s.version, s.id, s.type, s.created_at, s.active"
+                f" FROM stubs s{where}"
                 " ORDER BY s.name, s.version",
                 params,
             )
@@ -334,8 +335,10 @@ def _summaries(
     stubs: Sequence[Row], counts: Sequence[Row], live: Mapping[str, int]
 ) -> list[QueueSummary]:
     versions: dict[str, list[VersionSummary]] = defaultdict(list)
-    for name, version, stub_id, type_, created_at in stubs:
-        versions[name].append(VersionSummary(int(version), stub_id, type_, int(created_at)))
+    for name, version, stub_id, type_, created_at, active in stubs:
+        versions[name].append(
+            VersionSummary(int(version), stub_id, type_, int(created_at), bool(active))
+        )
     per_status: dict[str, dict[TaskStatus, int]] = {
         name: dict.fromkeys(TaskStatus, 0) for name in versions
     }

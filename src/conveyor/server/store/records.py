@@ -58,6 +58,9 @@ class Stub:
     object_id: int
     created_at: int
     updated_at: int
+    #: False once the version is stopped: it takes no new tasks, keeps no containers and makes
+    #: no ticks (DESIGN A11).
+    active: bool = True
     #: ``config`` parsed when the record is made, or why it does not parse.
     _parsed: QueueConfig | str = field(init=False, repr=False, compare=False)
 
@@ -117,6 +120,8 @@ class TaskRecord:
     #: Not started before this instant (a delay, a ``Run-At``, a schedule's tick); None
     #: when the task was enqueued to run at once.
     run_at: int | None = None
+    #: The task this one re-runs (``POST /v2/task/{id}/replay``), or None.
+    replay_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +156,8 @@ class NewTask:
     #: Not started before this instant; its ttl counts from then (or from the enqueue, when
     #: that is later).
     run_at: int | None = None
+    #: The task this one re-runs, for a replay.
+    replay_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +275,7 @@ class VersionSummary:
     stub_id: str
     type: StubType
     created_at: int
+    active: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,7 +371,7 @@ class Revoked:
     sessions: int
 
 
-EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed", "logs"]
+EventKind = Literal["task", "enqueued", "cancel", "warmup", "changed", "logs", "stub"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +379,7 @@ class Event:
     """A change notification. ``task``: a task's status changed; ``enqueued``: new runnable work
     for ``stub_id``; ``cancel``: a RUNNING task was cancelled and its process must be killed;
     ``warmup``: start a container for ``stub_id`` without a task; ``logs``: lines of ``task_id``
-    were stored; ``changed``: another process
+    were stored; ``stub``: ``stub_id`` was stopped, started or deleted; ``changed``: another process
     wrote to an SQLite store (whose events do not cross processes) — re-read what you watch."""
 
     kind: EventKind

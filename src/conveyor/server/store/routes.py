@@ -1,7 +1,8 @@
 """Recent look-ups of each queue's latest version, for enqueues.
 
-An enqueue on ``/taskqueue/{name}`` needs the queue's latest stub; reading it costs a round trip
-on PostgreSQL for every request, and it changes only on a deploy. So a look-up made for an
+An enqueue on ``/taskqueue/{name}`` needs the stub its route goes to (the latest active
+version); reading it costs a round trip on PostgreSQL for every request, and it changes only on
+a deploy, a stop or a start. So a look-up made for an
 enqueue is kept for ``TTL_S``, and the enqueue of a kept stub is guarded (``EnqueueCall.latest``
 in ``group_commit``): its write refuses it with ``StaleRoute`` if that stub changed or a later
 version exists, and the caller looks it up again. Reads that are not guarded never use it.
@@ -44,3 +45,8 @@ class RouteCache:
     def forget(self, stub: Stub) -> None:
         if self.holds(stub):
             del self._kept[(stub.workspace_id, stub.name)]
+
+    def forget_queue(self, workspace_id: str, name: str) -> None:
+        """A version of the queue was stopped, started or deleted here: look its route up again
+        (other processes learn it from their guarded writes)."""
+        self._kept.pop((workspace_id, name), None)

@@ -23,11 +23,11 @@ from conveyor.tasks import WAITING, TaskStatus
 _TASK_COLUMNS = (
     "id", "workspace_id", "stub_id", "status", "payload", "callback_url", "attempt", "fence",
     "max_retries", "timeout_s", "ttl_s", "retry_backoff_s", "container_id", "created_at",
-    "started_at", "ended_at", "updated_at", "result", "error", "run_at",
+    "started_at", "ended_at", "updated_at", "result", "error", "run_at", "replay_of",
 )  # fmt: skip
 _STUB_COLUMNS = (
     "id", "workspace_id", "name", "type", "version", "config", "config_version", "object_id",
-    "created_at", "updated_at",
+    "created_at", "updated_at", "active",
 )  # fmt: skip
 
 
@@ -104,6 +104,7 @@ def to_task(row: Sequence[Any]) -> TaskRecord:
         result=row[17],
         error=row[18],
         run_at=row[19],
+        replay_of=row[20],
     )
 
 
@@ -119,6 +120,7 @@ def to_stub(row: Sequence[Any]) -> Stub:
         object_id=int(row[7]),
         created_at=int(row[8]),
         updated_at=int(row[9]),
+        active=bool(row[10]),
     )
 
 

@@ -9,7 +9,8 @@ attempt are also fenced (``AND fence = ?``), so a refused write matches no row a
 workspaces and tokens (``tenants.py``), task attempts (``attempts.py``, ``finish.py``,
 ``sweep.py``), reads (``queries.py``), the callbacks outbox (``outbox.py``), the server keys
 (``keys.py``), the agents directory (``agents.py``), dashboard sessions and token revocation
-(``sessions.py``) and group-committed enqueues (``group_commit.py``). The driver seam is in
+(``sessions.py``), group-committed enqueues (``group_commit.py``), stopping, starting, deleting
+and replaying (``versions.py``) and retention (``retention.py``). The driver seam is in
 ``driver.py``, re-exported here.
 """
 
@@ -33,6 +34,7 @@ from conveyor.server.store.keys import ServerKeysMixin
 from conveyor.server.store.outbox import OutboxMixin
 from conveyor.server.store.queries import QueriesMixin, StatsCache
 from conveyor.server.store.records import Event, NewTask, Stub, StubType, stub_type
+from conveyor.server.store.retention import RetentionMixin
 from conveyor.server.store.routes import RouteCache
 from conveyor.server.store.row_mapping import (
     STUB_COLS,
@@ -47,13 +49,15 @@ from conveyor.server.store.sweep import SweepMixin
 from conveyor.server.store.task_logs import LogsMixin
 from conveyor.server.store.tenants import TenantsMixin
 from conveyor.server.store.ticks import TicksMixin
+from conveyor.server.store.versions import ROUTE_ORDER, VersionsMixin
 
 __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migrations"]
 
 
 class SqlStore(
     AttemptsMixin, FinishMixin, SweepMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin,
-    SessionsMixin, TenantsMixin, HistoryMixin, LogsMixin, TicksMixin,
+    SessionsMixin, TenantsMixin, HistoryMixin, LogsMixin, VersionsMixin, RetentionMixin,
+    TicksMixin,
 ):
     """``conveyor.server.store.base.Store`` over a :class:`Driver`."""
 
@@ -108,7 +112,7 @@ class SqlStore(
         for _ in range(20):
             rows = await tx.execute(
                 f"INSERT INTO stubs ({STUB_COLS})"
-                " SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, 1, ?, ?, ?"
+                " SELECT ?, ?, ?, ?, COALESCE(MAX(version), 0) + 1, ?, 1, ?, ?, ?, ?"
                 " FROM stubs WHERE workspace_id = ? AND name = ?"
                 " ON CONFLICT (workspace_id, name, version) DO NOTHING"
                 f" RETURNING {STUB_COLS}",
@@ -121,6 +125,7 @@ class SqlStore(
                     object_id,
                     t,
                     t,
+                    True,
                     workspace_id,
                     name,
                 ],
@@ -156,14 +161,17 @@ class SqlStore(
             stub = to_stub(rows[0])
             t = now_us(None)
             object_id = await self._store_object(tx, workspace_id, code, t)
-            if stub.config == text and stub.object_id == object_id:
+            if stub.config == text and stub.object_id == object_id and stub.active:
                 return stub
             bump = 1 if stub.config != text else 0
+            # Serving a target again starts its version if it was stopped.
             updated = await tx.execute(
                 "UPDATE stubs SET config = ?, object_id = ?, config_version = config_version + ?,"
-                f" updated_at = ? WHERE id = ? RETURNING {STUB_COLS}",
-                [text, object_id, bump, t, stub.id],
+                f" updated_at = ?, active = ? WHERE id = ? RETURNING {STUB_COLS}",
+                [text, object_id, bump, t, True, stub.id],
             )
+            if not stub.active:
+                tx.emit(Event("stub", stub.id))
             return to_stub(updated[0])
 
         return await self.driver.write(op)
@@ -190,7 +198,7 @@ class SqlStore(
         sql = f"SELECT {STUB_COLS} FROM stubs WHERE workspace_id = ? AND name = ?"
         params: list[Any] = [workspace_id, name]
         if version is None:
-            sql += " ORDER BY version DESC LIMIT 1"
+            sql += ROUTE_ORDER
         else:
             sql += " AND version = ?"
             params.append(version)

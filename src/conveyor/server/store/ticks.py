@@ -25,7 +25,7 @@ TICKS_KEPT_S = 86400.0
 _NO_ARGUMENTS = orjson.dumps({"args": [], "kwargs": {}}).decode()
 _TYPES = "(" + ", ".join(f"'{t}'" for t in SCHEDULES) + ")"
 #: Of a stub row ``{s}``: its schedule makes ticks.
-_TICKING = "1 = 1"
+_TICKING = "{s}.active"
 #: Of a stub row ``s``: no later version of its name makes ticks.
 _LATEST = (
     "NOT EXISTS (SELECT 1 FROM stubs n WHERE n.workspace_id = s.workspace_id"

@@ -1,5 +1,5 @@
 // Conveyor dashboard: live statuses (one EventSource per page), a task's live log, queue
-// refresh, confirmed cancel.
+// refresh; confirmed cancel, replay, and stop or start of a version.
 // Every request carries the HttpOnly sign-in cookie; scripts never see the token.
 "use strict";
 
@@ -121,6 +121,41 @@ function taskPage() {
     else if (answer.already_finished.length) note.textContent = "already finished";
     refresh();
   });
+  replayButton(section, id);
+}
+
+// A finished task's Replay asks first, on its own version or the latest; then links to the
+// new task (in #replay-note, outside the section each refresh replaces).
+function replayButton(section, id) {
+  const dialog = document.getElementById("confirm-replay");
+  const note = document.getElementById("replay-note");
+  section.addEventListener("click", (event) => {
+    if (!event.target.closest("[data-replay]")) return;
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+  dialog.addEventListener("close", async () => {
+    const choice = dialog.returnValue;
+    if (choice !== "same" && choice !== "latest") return;
+    note.textContent = "replaying…";
+    const query = choice === "latest" ? "?version=latest" : "";
+    const response = await fetchSignedIn(PREFIX + "/live/replay" + query, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-Conveyor-CSRF": CSRF },
+      body: JSON.stringify({ task_ids: [id] }),
+    });
+    const answer = await response.json();
+    if (!response.ok) {
+      note.textContent = answer.error;
+      return;
+    }
+    const link = document.createElement("a");
+    link.href = `${PREFIX}/tasks/${encodeURIComponent(answer.task_ids[0])}`;
+    link.id = "replay-link";
+    link.className = "mono";
+    link.textContent = answer.task_ids[0];
+    note.replaceChildren("Replayed as ", link);
+  });
 }
 
 // The same markup as the `log_line` and `attempt_mark` macros; text only, never HTML.
@@ -221,7 +256,7 @@ function logPanel() {
 function queuesPage() {
   const body = document.getElementById("queue-rows");
   const stamp = document.getElementById("refreshed");
-  async function refresh() {
+  async function load() {
     try {
       const response = await fetchSignedIn(PREFIX + "/queues/rows");
       if (response.ok) {
@@ -231,9 +266,53 @@ function queuesPage() {
     } catch (error) {
       stamp.textContent = "refresh failed: " + error.message;
     }
+  }
+  async function refresh() {
+    await load();
     setTimeout(refresh, QUEUE_REFRESH_MS);
   }
   setTimeout(refresh, QUEUE_REFRESH_MS);
+  versionButtons(body, load);
+}
+
+const VERSION_TEXT = {
+  stop: "It takes no new tasks (enqueues are refused with 409); its running tasks finish, then " +
+    "its containers stop. The queue's unversioned route goes to its latest version still active.",
+  start: "It takes tasks again, its containers start as its queue needs them, and its waiting " +
+    "tasks run.",
+};
+
+// Stop… and Start… on each version ask first (rows are refreshed, so clicks are delegated).
+function versionButtons(body, load) {
+  const dialog = document.getElementById("confirm-version");
+  const note = document.getElementById("version-note");
+  let chosen = null;
+  body.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-version-action]");
+    if (!button) return;
+    chosen = { ...button.dataset };
+    const verb = chosen.versionAction === "stop" ? "Stop" : "Start";
+    document.getElementById("confirm-version-title").textContent = `${verb} ${chosen.label}?`;
+    document.getElementById("confirm-version-text").textContent = VERSION_TEXT[chosen.versionAction];
+    const go = document.getElementById("confirm-version-go");
+    go.textContent = verb + " version";
+    go.className = chosen.versionAction === "stop" ? "danger" : "";
+    dialog.returnValue = "";
+    dialog.showModal();
+  });
+  dialog.addEventListener("close", async () => {
+    if (dialog.returnValue !== "go" || !chosen) return;
+    const { stubId, versionAction, label } = chosen;
+    note.textContent = (versionAction === "stop" ? "stopping " : "starting ") + label + "…";
+    const url = `${PREFIX}/live/deployments/${encodeURIComponent(stubId)}/${versionAction}`;
+    const response = await fetchSignedIn(url, {
+      method: "POST",
+      headers: { "X-Conveyor-CSRF": CSRF },
+    });
+    const answer = await response.json();
+    note.textContent = response.ok ? `${label} ${answer.active ? "started" : "stopped"}` : answer.error;
+    await load();
+  });
 }
 
 const PAGES = { tasks: tasksPage, task: () => { taskPage(); logPanel(); }, queues: queuesPage };
