@@ -23,7 +23,7 @@ from conveyor.server.store import open_store
 from tests.cli.conftest import clean_env, free_port, stop_process
 from tests.sandboxing import sandbox_flags
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 APP = '''
     import time
