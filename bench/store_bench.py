@@ -35,6 +35,7 @@ from conveyor.tasks import TaskStatus
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 BULK_ROWS = 1_000_000
+MAX_PENDING = 1_000_000
 
 SQLITE_BULK = """
 WITH RECURSIVE n(i) AS (SELECT :first UNION ALL SELECT i + 1 FROM n WHERE i < :last)
@@ -51,7 +52,7 @@ INSERT INTO tasks (id, workspace_id, stub_id, status, payload, attempt, fence, m
     updated_at, runnable_at, result)
 SELECT gen_random_uuid()::text, %(ws)s, %(stub)s, 'COMPLETE', '{"args":[],"kwargs":{}}',
     1, 1, 3, 3600, 7200, 0, 'bench', %(t)s, %(t)s, %(t)s, %(t)s, %(t)s, '{"ok":true}'
-FROM generate_series(%(first)s, %(last)s)
+FROM generate_series(%(first)s::bigint, %(last)s::bigint)
 """
 #: Delayed tasks as they wait: PENDING, runnable (and expiring) an hour after their enqueue.
 SQLITE_DELAYED = """
@@ -66,7 +67,7 @@ INSERT INTO tasks (id, workspace_id, stub_id, status, payload, max_retries, time
     retry_backoff_s, created_at, updated_at, runnable_at, expires_at)
 SELECT gen_random_uuid()::text, %(ws)s, %(stub)s, 'PENDING', '{"args":[],"kwargs":{}}',
     3, 3600, 7200, 0, %(t)s, %(t)s, %(later)s, %(later)s + 7200000000
-FROM generate_series(%(first)s, %(last)s)
+FROM generate_series(%(first)s::bigint, %(last)s::bigint)
 """
 GROWTH_LEVELS = (1_000, 100_000, 1_000_000)
 #: Of the stored tasks, the share delayed; of the measured enqueues, one in this many.
@@ -120,26 +121,36 @@ async def read_latency_ms(store: Store, ids: list[str], rounds: int = 500) -> fl
     return statistics.median(samples) * 1000
 
 
-async def run(backend: str) -> list[tuple[str, str, str]]:
-    rows: list[tuple[str, str, str]] = []
+@asynccontextmanager
+async def bench_queue(backend: str) -> AsyncIterator[tuple[str, Store, Stub]]:
+    """A fresh store of ``backend``, opened, with one queue of the highest pending limit."""
     async with backend_url(backend) as url:
         store = open_store(url)
         await store.open()
         ws = await store.ensure_workspace("bench")
-        stub = await store.deploy_stub(ws.id, "bench", {"max_pending_tasks": 10**7}, b"x")
+        stub = await store.deploy_stub(ws.id, "bench", {"max_pending_tasks": MAX_PENDING}, b"x")
+        try:
+            yield url, store, stub
+        finally:
+            await store.close()
+
+
+async def run(backend: str) -> list[tuple[str, str, str]]:
+    rows: list[tuple[str, str, str]] = []
+    async with bench_queue(backend) as (url, store, stub):
         payload = '{"args":[1],"kwargs":{}}'
 
         single = 1000
         started = time.perf_counter()
         for _ in range(single):
-            await store.enqueue(stub, [NewTask(payload)], 10**7)
+            await store.enqueue(stub, [NewTask(payload)], MAX_PENDING)
         rate = single / (time.perf_counter() - started)
         rows.append((backend, "enqueue, one at a time", f"{rate:,.0f} tasks/s"))
 
         batches = 100
         started = time.perf_counter()
         for _ in range(batches):
-            await store.enqueue(stub, [NewTask(payload)] * 100, 10**7)
+            await store.enqueue(stub, [NewTask(payload)] * 100, MAX_PENDING)
         rate = batches * 100 / (time.perf_counter() - started)
         rows.append((backend, "enqueue, batches of 100", f"{rate:,.0f} tasks/s"))
 
@@ -154,7 +165,7 @@ async def run(backend: str) -> list[tuple[str, str, str]]:
         rows.append((backend, "claim + finish, batches of 100", f"{rate:,.0f} tasks/s"))
 
         # A small live queue, so queue_depth is counted as it would be in real use.
-        live = await store.enqueue(stub, [NewTask(payload)] * 50, 10**7)
+        live = await store.enqueue(stub, [NewTask(payload)] * 50, MAX_PENDING)
         page_ids = live[:10]
         total = single + batches * 100 + 50
         latency = await read_latency_ms(store, page_ids)
@@ -164,18 +175,13 @@ async def run(backend: str) -> list[tuple[str, str, str]]:
         rows.append((backend, measure, f"{seconds:.1f} s"))
         latency = await read_latency_ms(store, page_ids)
         rows.append((backend, f"get_task median, {total + BULK_ROWS:,} tasks", f"{latency:.3f} ms"))
-        await store.close()
     return rows
 
 
 async def growth(backend: str) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     delays = "run_at" in NewTask.__dataclass_fields__  # an earlier conveyor has none
-    async with backend_url(backend) as url:
-        store = open_store(url)
-        await store.open()
-        ws = await store.ensure_workspace("bench")
-        stub = await store.deploy_stub(ws.id, "bench", {"max_pending_tasks": 10**7}, b"x")
+    async with bench_queue(backend) as (url, store, stub):
         payload = '{"args":[1],"kwargs":{}}'
         stored = 0
         for level in GROWTH_LEVELS:
@@ -188,7 +194,7 @@ async def growth(backend: str) -> list[tuple[str, str, str]]:
                 later = delays and i % DELAYED_EVERY == 0
                 task = NewTask(payload, run_at=int((time.time() + 3600) * 1e6)) if later else (
                     NewTask(payload))
-                await store.enqueue(stub, [task], 10**7)
+                await store.enqueue(stub, [task], MAX_PENDING)
             rate = 1000 / (time.perf_counter() - started)
             rows.append((backend, f"enqueue, one at a time, {level:,} stored", f"{rate:,.0f}/s"))
             sample = await _stored_ids(url, 300)
@@ -203,7 +209,6 @@ async def growth(backend: str) -> list[tuple[str, str, str]]:
             rate = done / (time.perf_counter() - started)
             rows.append((backend, f"claim + finish, one at a time, {level:,} stored",
                          f"{rate:,.0f}/s"))
-        await store.close()
     return rows
 
 

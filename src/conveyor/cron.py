@@ -10,6 +10,8 @@ expression, so a tick's instant is a key they can agree on (``server/schedules.p
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -77,27 +79,13 @@ class Cron:
 
     def after(self, t: int, n: int) -> list[int]:
         """The first ``n`` instants after ``t`` (fewer if the expression runs out)."""
-        found = []
-        times = CronSim(self.fields, _local(t, self.zone))
-        for _ in range(n):
-            try:
-                found.append(_us(next(times)))
-            except StopIteration:
-                break
-        return found
+        return _first(CronSim(self.fields, _local(t, self.zone)), n)
 
     def at_or_before(self, t: int, n: int) -> list[int]:
         """The last ``n`` instants at or before ``t``, newest first."""
         # cronsim's reverse walk leaves out its start when that has no microseconds.
         start = _local(t, self.zone).replace(microsecond=0) + timedelta(microseconds=1)
-        found = []
-        times = CronSim(self.fields, start, reverse=True)
-        for _ in range(n):
-            try:
-                found.append(_us(next(times)))
-            except StopIteration:
-                break
-        return found
+        return _first(CronSim(self.fields, start, reverse=True), n)
 
     def due(self, since: int, now: int) -> Due | None:
         """The tick to make at ``now`` when the last one made (or the schedule's creation)
@@ -109,6 +97,11 @@ class Cron:
         skipped = len(latest) > 1 and latest[1] > since
         late = now - latest[0] > LATE_S * 1_000_000
         return Due(latest[0], skipped or late)
+
+
+def _first(times: Iterator[datetime], n: int) -> list[int]:
+    """The first ``n`` instants of ``times`` (cronsim stops after 50 years without one)."""
+    return [_us(dt) for dt in itertools.islice(times, n)]
 
 
 def _zone(name: object) -> ZoneInfo:

@@ -24,7 +24,7 @@ TICKS_KEPT_S = 86400.0
 #: The input of a schedule's task: its function takes no arguments.
 _NO_ARGUMENTS = orjson.dumps({"args": [], "kwargs": {}}).decode()
 _TYPES = "(" + ", ".join(f"'{t}'" for t in SCHEDULES) + ")"
-#: Of a stub row ``{s}``: its schedule makes ticks.
+#: Of a stub row ``{s}``: its schedule makes ticks (a stopped version makes none, DESIGN A11).
 _TICKING = "{s}.active"
 #: Of a stub row ``s``: no later version of its name makes ticks.
 _LATEST = (
