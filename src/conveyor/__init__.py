@@ -34,6 +34,7 @@ from conveyor.errors import (
 from conveyor.image import Image
 from conveyor.sdk.decorator import QueueDepthAutoscaler, TaskContext, TaskQueue, task_queue
 from conveyor.sdk.outputs import Output
+from conveyor.sdk.schedule import Schedule, schedule
 from conveyor.tasks import TaskStatus
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ __all__ = [
     "OutputTooLarge",
     "PendingLimitExceeded",
     "QueueDepthAutoscaler",
+    "Schedule",
     "StoreError",
     "StoreUnavailable",
     "Task",
@@ -70,6 +72,7 @@ __all__ = [
     "TaskStatus",
     "TaskTimedOut",
     "WaitTimeout",
+    "schedule",
     "task_queue",
 ]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from conveyor.cron import Cron
 from conveyor.errors import ConfigError
 from conveyor.image import Image
 
@@ -147,6 +148,10 @@ class QueueConfig:
     #: For ``serve``: the absolute folder the handler's file lives in (no code upload).
     #: Server-only: a deployment never sets it (``from_client``).
     code_path: str | None = None
+    #: A schedule's cron expression (``@schedule``); None for a task queue.
+    when: str | None = None
+    #: The time zone ``when`` is read in (a schedule's; None means UTC).
+    timezone: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(
@@ -204,6 +209,16 @@ class QueueConfig:
             isinstance(self.code_path, str) and self.code_path.startswith("/")
         ):
             raise ConfigError(f"code_path must be an absolute folder, got {_show(self.code_path)}")
+        if self.when is not None:
+            self.cron()
+        elif self.timezone is not None:
+            raise ConfigError("timezone is a schedule's: give when too, or leave it out")
+
+    def cron(self) -> Cron | None:
+        """A schedule's clock; None for a task queue."""
+        if self.when is None:
+            return None
+        return Cron.parse(self.when, "UTC" if self.timezone is None else self.timezone)
 
     def to_json(self) -> str:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS).decode()

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -136,6 +137,22 @@ async def test_idempotency_key_returns_the_same_task(
     batch_again = await run(client.put_batch, "square", [{"x": 1}, {"x": 2}], "b-1")
     assert [t.id for t in batch] == [t.id for t in batch_again]
     assert await count_tasks(store, workspace) == 3
+
+
+async def test_a_delay_is_read_as_the_gateway_reads_it(
+    harness: Harness, store: Store, workspace: Workspace, client: Client
+) -> None:
+    await harness.queue("square", SQUARE)
+    task = await run(lambda: client.put("square", 2, delay=30))
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    [batch] = await run(lambda: client.put_batch("square", [{"x": 3}], run_at=at))
+    shown = await run(client.task, task.id)
+    assert shown["run_at"] is not None and shown["run_at"] > shown["created_at"]
+    assert (await run(client.task, batch.id))["run_at"] == at.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    with pytest.raises(HTTPError) as refused:
+        await run(lambda: client.put("square", 4, delay=-1))
+    assert refused.value.status_code == 400 and "Conveyor-Delay" in str(refused.value)
+    assert await count_tasks(store, workspace) == 2
 
 
 async def test_wrong_token_is_401_and_a_foreign_task_is_404(

@@ -50,6 +50,9 @@ async def post(
         ("image", {"python_version": "py3"}),
         ("image", {"requirements": "../etc/passwd"}),
         ("image", {"pip": []}),
+        ("when", "61 * * * *"),
+        ("when", 5),
+        ("timezone", "Mars/Olympus"),
     ],
 )
 async def test_a_bad_config_value_is_400_naming_its_field(
@@ -116,7 +119,7 @@ _ANY = st.one_of(
 _FIELDS = [
     "timeout", "max_retries", "retry_for", "retry_backoff", "ttl", "max_pending_tasks",
     "workers", "keep_warm_seconds", "autoscaler", "callback_url", "authorized", "cpu", "memory",
-    "env", "handler", "code_path", "secrets", "image",
+    "env", "handler", "code_path", "secrets", "image", "when", "timezone",
 ]
 _AUTOSCALER = st.fixed_dictionaries(
     {}, optional={k: _ANY for k in ("min_containers", "max_containers", "tasks_per_container")}

@@ -19,6 +19,7 @@ FIELDS = {
     "ended_at": (str, type(None)), "updated_at": str, "container_id": str, "outputs": list,
     "stats": dict, "stub": dict, "deployment": dict, "result": object,
     "error": (dict, type(None)), "attempts": int, "duration_s": (float, type(None)),
+    "run_at": (str, type(None)),
     "replay_of": (str, type(None)),
 }
 STUB_FIELDS = {

@@ -25,7 +25,7 @@ IO_MODULES = (
 #: others: the answer functions (``answers``, ``streams``) and the plain helpers they use.
 GATEWAY_ROUTES = tuple(f"conveyor.server.gateway.{name}" for name in (
     "app", "dispatch", "plain_route", "openapi", "invoke", "task_routes", "queues", "sse",
-    "downloads", "deploy", "health", "beam_routes",
+    "downloads", "deploy", "health", "beam_routes", "schedules",
 ))
 
 #: (part, forbidden prefixes, why)
@@ -60,6 +60,8 @@ RULES = [
      *IO_MODULES), "policies are pure functions"),
     ("conveyor.error_info", ("conveyor.server", "conveyor.sdk", "conveyor.runner", "conveyor.cli",
      *IO_MODULES), "a task's error is a plain record, made by the runner and the server alike"),
+    ("conveyor.cron", ("conveyor.server", "conveyor.sdk", "conveyor.runner", "conveyor.cli",
+     *IO_MODULES), "a schedule's clock is a pure function of the time it is given"),
 ]
 
 

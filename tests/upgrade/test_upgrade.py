@@ -67,6 +67,7 @@ async def test_schema1_store_migrates_and_keeps_every_task(
             assert view.task.status.value == status, task_id
             assert view.stub.name == "old"
             assert view.stub.active and view.task.replay_of is None  # 0013: versions
+            assert view.task.run_at is None  # 0012: time
             if status == "COMPLETE":
                 assert view.task.result is not None
                 assert [o.name for o in view.outputs] == ["out.txt"]
@@ -79,5 +80,10 @@ async def test_schema1_store_migrates_and_keeps_every_task(
         claimed = await store.claim(stub.id, "taskqueue-new-00000001", 10, 60)
         waiting = {t for t, s in expected.items() if s in ("PENDING", "RETRY")}
         assert {t.id for t in claimed} == waiting
+        # 0012 made the stubs table again (SQLite): its rows, counts and triggers hold.
+        [load] = await store.stub_loads([stub.id])
+        assert (load.runnable, load.running) == (0, len(waiting) + 1)  # + the one RUNNING
+        schedule = await store.deploy_stub(workspace.id, "nightly", {"when": "@daily"}, b"x")
+        assert schedule.type == "schedule/deployment"
     finally:
         await store.close()

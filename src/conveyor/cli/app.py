@@ -1,10 +1,11 @@
 """The ``conveyor`` command: thin — parse options, then call the pieces that do the work.
 
-``serve``/``server``/``worker`` run processes (``cli.serving``); the task, queue, put, deploy
-and deployment commands talk to a gateway through ``conveyor.sdk.client.Client``
-(``cli.tasks``, ``cli.queues``, ``cli.secrets``, ``cli.deployments``); token, workspace and
-signing-key work on the store (``cli.admin``), as do ``secret keygen`` and ``secret
-rotate-key``. Every failure is one ``error: …`` line on stderr and a non-zero exit code.
+``serve``/``server``/``worker`` run processes (``cli.serving``); the task, queue, schedule,
+put, deploy and deployment commands talk to a gateway through ``conveyor.sdk.client.Client``
+(``cli.tasks``, ``cli.queues``, ``cli.schedules``, ``cli.secrets``, ``cli.deployments``);
+token, workspace and signing-key work on the store (``cli.admin``), as do ``secret keygen``
+and ``secret rotate-key``. Every failure is one ``error: …`` line on stderr and a non-zero
+exit code.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from conveyor.cli.admin import signing_key_app, token_app, workspace_app
 from conveyor.cli.deployments import deployment_app
 from conveyor.cli.queues import deploy_cmd, queue_app
 from conveyor.cli.report import err
+from conveyor.cli.schedules import schedule_app
 from conveyor.cli.secrets import secret_app
 from conveyor.cli.serving import serve_cmd, server_cmd, worker_cmd
 from conveyor.cli.tasks import put_cmd, task_app
@@ -42,6 +44,7 @@ app.add_typer(task_app, name="task")
 app.add_typer(queue_app, name="queue")
 app.add_typer(secret_app, name="secret")
 app.add_typer(deployment_app, name="deployment")
+app.add_typer(schedule_app, name="schedule")
 app.add_typer(signing_key_app, name="signing-key")
 
 

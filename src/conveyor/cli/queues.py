@@ -37,12 +37,13 @@ def queue_list(
 
 def deploy_cmd(
     target: Annotated[
-        str, typer.Argument(help="The task queue as FILE:FUNC.", metavar="FILE:FUNC")
+        str, typer.Argument(help="The task queue (or schedule) as FILE:FUNC.", metavar="FILE:FUNC")
     ],
     url: UrlOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Upload the folder of FILE as a code bundle and make the queue's next version.
+    """Upload the folder of FILE as a code bundle and make the queue's (or schedule's) next
+    version; a schedule's next 3 ticks are shown.
 
     Bundled: the folder's files minus .git, __pycache__, .venv, .conveyor and its .conveyorignore.
 
@@ -69,6 +70,12 @@ def deploy_cmd(
                 f"{len(bundle.data) / 1024:.1f} KiB)",
                 highlight=False,
             )
+            cron = config.cron()
+            if cron is not None:
+                out.print(f"  when  {cron.when} ({cron.timezone})", highlight=False,
+                          markup=False)
+                out.print(f"  next  {render.next_ticks(cron)}", highlight=False)
+                return
             out.print(f"  url   {answer['url']}", highlight=False, soft_wrap=True)
             out.print(
                 "  try   " + render.curl_line(answer["url"], client.token or ""),

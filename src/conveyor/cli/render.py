@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from rich.console import Console, Group, RenderableType
@@ -21,6 +22,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from conveyor.clock import iso, to_us
+from conveyor.cron import Cron
 from conveyor.errors import WaitTimeout
 from conveyor.sdk.client import Client
 from conveyor.tasks import TaskStatus, is_terminal
@@ -303,6 +306,49 @@ def _version(version: Mapping[str, Any], route: int | None) -> Text:
         text.append(" (no agent)")
         text.stylize("dim")
     return text
+
+
+def local_times(times: Sequence[str], timezone: str | None) -> str:
+    """ISO 8601 instants as a schedule's clock shows them: ``2026-11-28 19:30 CET``."""
+    zone = ZoneInfo(timezone or "UTC")
+    shown = [datetime.fromisoformat(t).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+             for t in times]
+    return ", ".join(shown) or "-"
+
+
+def next_ticks(cron: Cron, n: int = 3) -> str:
+    """A schedule's next ``n`` ticks from now, in its time zone."""
+    return local_times([iso(t) or "" for t in cron.after(to_us(time.time()), n)], cron.timezone)
+
+
+def schedule_table(schedules: Sequence[Mapping[str, Any]]) -> Table:
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    table.add_column("schedule", overflow="fold")
+    table.add_column("version")
+    table.add_column("when")
+    table.add_column("timezone")
+    table.add_column("next", overflow="fold")
+    table.add_column("last tick", overflow="fold")
+    for item in schedules:
+        last = item.get("last_tick")
+        if last is None:
+            shown = Text("-", style="dim")
+        else:
+            shown = Text(local_times([last["at"]], item.get("timezone")))
+            if last.get("catch_up"):
+                shown.append(" catch-up", style="yellow")
+            task_id = last.get("task_id")
+            shown.append(f" task {task_id}" if task_id else " no task (pending limit)",
+                         style="" if task_id else "red")
+        table.add_row(
+            item["name"],
+            f"v{item['version']}",
+            str(item.get("when") or "-"),
+            str(item.get("timezone") or "-"),
+            local_times(item.get("next") or [], item.get("timezone")),
+            shown,
+        )
+    return table
 
 
 def deployment_table(versions: Sequence[Mapping[str, Any]]) -> Table:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
+from rich.markup import escape
 
 from conveyor.cli import render
 from conveyor.cli.options import (
@@ -77,10 +78,17 @@ def _ready(info: ServeInfo) -> None:
     out.print(f"[bold green]conveyor[/bold green] serving on [bold]{info.url}[/bold]")
     for queue in info.queues:
         stub = queue.stub
-        out.print(f"  queue [cyan]{stub.name}[/cyan] v{stub.version}  stub {stub.id}")
+        cron = stub.queue_config.cron()
+        if cron is None:
+            out.print(f"  queue [cyan]{stub.name}[/cyan] v{stub.version}  stub {stub.id}")
+            continue
+        out.print(f"  schedule [cyan]{stub.name}[/cyan] v{stub.version}  stub {stub.id}  "
+                  f"[bold]{escape(cron.when)}[/bold] ({cron.timezone})")
+        out.print(f"    next {render.next_ticks(cron)}", highlight=False)
     out.print(f"  token  {info.token}")
-    if info.queues:
-        first = info.queues[0]
+    queues = [q for q in info.queues if q.stub.queue_config.when is None]
+    if queues:
+        first = queues[0]
         queue_url = f"{info.url}/taskqueue/{first.stub.name}"
         body = orjson.dumps(first.example_body).decode()
         out.print("  try:", highlight=False)

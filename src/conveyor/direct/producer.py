@@ -30,6 +30,7 @@ from conveyor.errors import (
 )
 from conveyor.server.gateway.refusals import Unauthorized, status_of
 from conveyor.server.gateway.signing import KEYS_REFRESH_S, LinkKeys
+from conveyor.server.gateway.start_time import DELAY_HEADER, RUN_AT_HEADER, start_time
 from conveyor.server.gateway.task_body import parse_batch, parse_call
 from conveyor.server.gateway.views import task_json
 from conveyor.server.store import sqlite_path
@@ -50,6 +51,12 @@ TOKEN_CACHE_S = 5.0
 KEYS_CACHE_S = KEYS_REFRESH_S
 #: As the gateway's default ``output_url_ttl_s``.
 OUTPUT_URL_TTL_S = 3600
+#: A call's headers, as the SDK builds them (one value each).
+Headers = Mapping[str, str]
+
+
+def _values(headers: Headers, name: str) -> list[str]:
+    return [headers[name]] if name in headers else []
 
 
 def _driver(url: str) -> InlineSqliteDriver | InlinePostgresDriver:
@@ -125,20 +132,21 @@ class Producer:
 
     # -- enqueue -------------------------------------------------------------------------------
     def put(
-        self, name: str, body: Mapping[str, Any], key: str | None, within: Any = None
+        self, name: str, body: Mapping[str, Any], headers: Headers, within: Any = None
     ) -> str:
-        """``POST /taskqueue/{name}`` with ``body`` (and ``Idempotency-Key: key``)."""
-        return self.put_batch(name, {"tasks": [body]}, key, within, one=True)[0]
+        """``POST /taskqueue/{name}`` with ``body`` and ``headers`` (``Idempotency-Key``,
+        ``Conveyor-Delay``, ``Conveyor-Run-At``)."""
+        return self.put_batch(name, {"tasks": [body]}, headers, within, one=True)[0]
 
     def put_batch(
-        self, name: str, body: Mapping[str, Any], key: str | None, within: Any = None,
+        self, name: str, body: Mapping[str, Any], headers: Headers, within: Any = None,
         *, one: bool = False,
     ) -> list[str]:
         """``POST /taskqueue/{name}/batch``: all tasks or none (``one``: the body of
         ``put``, its key as given)."""
         with refused():
             for stub in self._stubs(name):
-                tasks = self._tasks(stub, body, key, one)
+                tasks = self._tasks(stub, body, headers, one)
                 try:
                     return self._enqueue(stub, tasks, within) if tasks else []
                 except StaleRoute:
@@ -146,18 +154,18 @@ class Producer:
         raise AssertionError("unreachable: the last look-up is never stale")
 
     async def put_async(
-        self, name: str, body: Mapping[str, Any], key: str | None, within: Any
+        self, name: str, body: Mapping[str, Any], headers: Headers, within: Any
     ) -> list[str]:
         """``put`` (a one-element list) inside an ``AsyncConnection``'s transaction."""
-        return await self.put_batch_async(name, {"tasks": [body]}, key, within, one=True)
+        return await self.put_batch_async(name, {"tasks": [body]}, headers, within, one=True)
 
     async def put_batch_async(
-        self, name: str, body: Mapping[str, Any], key: str | None, within: Any,
+        self, name: str, body: Mapping[str, Any], headers: Headers, within: Any,
         *, one: bool = False,
     ) -> list[str]:
         with refused():
             for stub in self._stubs(name):
-                tasks = self._tasks(stub, body, key, one)
+                tasks = self._tasks(stub, body, headers, one)
                 try:
                     return await self._enqueue_async(stub, tasks, within) if tasks else []
                 except StaleRoute:
@@ -165,11 +173,17 @@ class Producer:
         raise AssertionError("unreachable: the last look-up is never stale")
 
     @staticmethod
-    def _tasks(stub: Stub, body: Mapping[str, Any], key: str | None, one: bool) -> list[NewTask]:
+    def _tasks(stub: Stub, body: Mapping[str, Any], headers: Headers, one: bool) -> list[NewTask]:
+        """The call's tasks, read as the gateway reads a request's body and headers."""
         callback_url = stub.queue_config.callback_url
+        key = headers.get("Idempotency-Key") or None
+        run_at = start_time(
+            _values(headers, DELAY_HEADER), _values(headers, RUN_AT_HEADER),
+            clock.to_us(clock.now()),
+        )
         if one:
-            return [parse_call(body["tasks"][0], callback_url, key)]
-        return parse_batch(body, callback_url, key)
+            return [parse_call(body["tasks"][0], callback_url, key, run_at=run_at)]
+        return parse_batch(body, callback_url, key, run_at=run_at)
 
     def _call(self, stub: Stub, tasks: Sequence[NewTask]) -> EnqueueCall:
         t = clock.to_us(clock.now())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, Unpack
 
@@ -38,7 +39,6 @@ from conveyor.sdk.calls import (
     finished,
     http_error,
     input_call,
-    key_of,
     logs_call,
     outcome,
     poll_intervals,
@@ -47,6 +47,7 @@ from conveyor.sdk.calls import (
     queue_call,
     queues_call,
     replay_call,
+    schedules_call,
     secret_delete_call,
     secret_put_call,
     secrets_call,
@@ -105,17 +106,22 @@ class AsyncClient(ClientBase):
     async def put(self, name: str, *args: Any, **kwargs: Any) -> AsyncTask:
         call = put_call(name, args, kwargs)
         if self._direct is not None:
-            task_id = await asyncio.to_thread(self._direct.put, name, call.body, key_of(call))
+            task_id = await asyncio.to_thread(self._direct.put, name, call.body, call.headers)
             return AsyncTask(self, task_id)
         answer = await self.send(call)
         return AsyncTask(self, answer["task_id"])
 
     async def put_batch(
-        self, name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+        self,
+        name: str,
+        bodies: Iterable[Mapping[str, Any]],
+        idempotency_key: str | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
     ) -> list[AsyncTask]:
-        call = batch_call(name, bodies, idempotency_key)
+        call = batch_call(name, bodies, idempotency_key, delay, run_at)
         if self._direct is not None:
-            ids = await asyncio.to_thread(self._direct.put_batch, name, call.body, key_of(call))
+            ids = await asyncio.to_thread(self._direct.put_batch, name, call.body, call.headers)
         else:
             ids = (await self.send(call))["task_ids"]
         return [AsyncTask(self, task_id) for task_id in ids]
@@ -218,6 +224,11 @@ class AsyncClient(ClientBase):
         answer: list[dict[str, Any]] = (await self.send(queues_call()))["data"]
         return answer
 
+    async def schedules(self) -> list[dict[str, Any]]:
+        """Schedules of the workspace: the version that ticks, its next ticks, the last."""
+        answer: list[dict[str, Any]] = (await self.send(schedules_call()))["data"]
+        return answer
+
     async def queue(self, name: str) -> dict[str, Any]:
         """One queue, as in ``queues()``; ``HTTPError`` 404 for an unknown name."""
         answer: dict[str, Any] = await self.send(queue_call(name))
@@ -304,15 +315,20 @@ class AsyncWithin:
     async def put(self, name: str, *args: Any, **kwargs: Any) -> AsyncTask:
         call = put_call(name, args, kwargs)
         producer = self.client._producer()
-        (task_id,) = await producer.put_async(name, call.body, key_of(call), self.conn)
+        (task_id,) = await producer.put_async(name, call.body, call.headers, self.conn)
         return AsyncTask(self.client, task_id)
 
     async def put_batch(
-        self, name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+        self,
+        name: str,
+        bodies: Iterable[Mapping[str, Any]],
+        idempotency_key: str | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
     ) -> list[AsyncTask]:
-        call = batch_call(name, bodies, idempotency_key)
+        call = batch_call(name, bodies, idempotency_key, delay, run_at)
         producer = self.client._producer()
-        ids = await producer.put_batch_async(name, call.body, key_of(call), self.conn)
+        ids = await producer.put_batch_async(name, call.body, call.headers, self.conn)
         return [AsyncTask(self.client, task_id) for task_id in ids]
 
 

@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ import orjson
 
 from conveyor.error_info import ErrorInfo
 from conveyor.errors import (
+    ConfigError,
     ConnectionFailed,
     HTTPError,
     NotConfigured,
@@ -63,24 +65,54 @@ class Call:
 
 
 def put_call(name: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Call:
-    """``put(name, *args, **kwargs)``; ``idempotency_key`` and ``callback_url`` keywords are
-    the header and the body key of the same names, not handler arguments."""
+    """``put(name, *args, **kwargs)``; the keywords ``idempotency_key``, ``callback_url``,
+    ``delay`` and ``run_at`` are the call's options (headers and the body key of the same
+    names), not handler arguments."""
     kwargs = dict(kwargs)
     key = kwargs.pop("idempotency_key", None)
     callback_url = kwargs.pop("callback_url", None)
+    start = start_headers(kwargs.pop("delay", None), kwargs.pop("run_at", None))
     body: dict[str, Any] = {"args": list(args), "kwargs": kwargs}
     if callback_url is not None:
         body["callback_url"] = callback_url
-    return Call("POST", _queue_path(name), body=body, headers=_key_header(key))
+    return Call("POST", _queue_path(name), body=body, headers={**_key_header(key), **start})
 
 
 def batch_call(
-    name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+    name: str,
+    bodies: Iterable[Mapping[str, Any]],
+    idempotency_key: str | None = None,
+    delay: float | None = None,
+    run_at: datetime | str | None = None,
 ) -> Call:
-    """Each body is ``{"args": [...], "kwargs": {...}}`` or keyword arguments at top level."""
+    """Each body is ``{"args": [...], "kwargs": {...}}`` or keyword arguments at top level;
+    ``delay`` or ``run_at`` puts off every task of the batch."""
     body = {"tasks": [dict(b) for b in bodies]}
-    headers = _key_header(idempotency_key)
+    headers = {**_key_header(idempotency_key), **start_headers(delay, run_at)}
     return Call("POST", _queue_path(name) + "/batch", body=body, headers=headers)
+
+
+def start_headers(delay: object, run_at: object) -> dict[str, str]:
+    """``Conveyor-Delay`` (seconds) or ``Conveyor-Run-At`` (an aware ``datetime``, or ISO 8601
+    text) for a task that must not start before then; ``ConfigError`` for a value of the
+    wrong type (the gateway checks the rest)."""
+    if delay is not None and run_at is not None:
+        raise ConfigError("give delay or run_at, not both")
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, int | float):
+            raise ConfigError(f"delay must be seconds (a number), got {delay!r}")
+        return {"Conveyor-Delay": f"{delay:.6f}"}
+    if isinstance(run_at, datetime):
+        if run_at.tzinfo is None:
+            raise ConfigError(
+                "run_at must carry a time zone, e.g. datetime.now(UTC) + timedelta(minutes=30)"
+            )
+        return {"Conveyor-Run-At": run_at.isoformat()}
+    if run_at is not None:
+        if not isinstance(run_at, str):
+            raise ConfigError(f"run_at must be a datetime or ISO 8601 text, got {run_at!r}")
+        return {"Conveyor-Run-At": run_at}
+    return {}
 
 
 def task_call(task_id: str) -> Call:
@@ -184,6 +216,10 @@ def enqueue_call(name: str, body: Mapping[str, Any]) -> Call:
 
 def queues_call() -> Call:
     return Call("GET", "/v2/taskqueue/")
+
+
+def schedules_call() -> Call:
+    return Call("GET", "/v2/schedule/")
 
 
 def queue_call(name: str) -> Call:
@@ -357,11 +393,6 @@ def _queue_path(name: str) -> str:
 
 def _key_header(key: str | None) -> dict[str, str]:
     return {"Idempotency-Key": key} if key else {}
-
-
-def key_of(call: Call) -> str | None:
-    """The ``Idempotency-Key`` of an enqueue call, as the gateway reads it."""
-    return call.headers.get("Idempotency-Key") or None
 
 
 def finished(task: Mapping[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, Unpack
 
@@ -39,7 +40,6 @@ from conveyor.sdk.calls import (
     finished,
     http_error,
     input_call,
-    key_of,
     logs_call,
     outcome,
     poll_intervals,
@@ -48,6 +48,7 @@ from conveyor.sdk.calls import (
     queue_call,
     queues_call,
     replay_call,
+    schedules_call,
     secret_delete_call,
     secret_put_call,
     secrets_call,
@@ -123,15 +124,20 @@ class Client(ClientBase):
     def put(self, name: str, *args: Any, **kwargs: Any) -> Task:
         call = put_call(name, args, kwargs)
         if self._direct is not None:
-            return Task(self, self._direct.put(name, call.body, key_of(call)))
+            return Task(self, self._direct.put(name, call.body, call.headers))
         return Task(self, self.send(call)["task_id"])
 
     def put_batch(
-        self, name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+        self,
+        name: str,
+        bodies: Iterable[Mapping[str, Any]],
+        idempotency_key: str | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
     ) -> list[Task]:
-        call = batch_call(name, bodies, idempotency_key)
+        call = batch_call(name, bodies, idempotency_key, delay, run_at)
         if self._direct is not None:
-            ids = self._direct.put_batch(name, call.body, key_of(call))
+            ids = self._direct.put_batch(name, call.body, call.headers)
         else:
             ids = self.send(call)["task_ids"]
         return [Task(self, task_id) for task_id in ids]
@@ -233,6 +239,11 @@ class Client(ClientBase):
         answer: list[dict[str, Any]] = self.send(queues_call())["data"]
         return answer
 
+    def schedules(self) -> list[dict[str, Any]]:
+        """Schedules of the workspace: the version that ticks, its next ticks, the last."""
+        answer: list[dict[str, Any]] = self.send(schedules_call())["data"]
+        return answer
+
     def queue(self, name: str) -> dict[str, Any]:
         """One queue, as in ``queues()``; ``HTTPError`` 404 for an unknown name."""
         answer: dict[str, Any] = self.send(queue_call(name))
@@ -320,13 +331,18 @@ class Within:
     def put(self, name: str, *args: Any, **kwargs: Any) -> Task:
         call = put_call(name, args, kwargs)
         producer = self.client._producer()
-        return Task(self.client, producer.put(name, call.body, key_of(call), self.conn))
+        return Task(self.client, producer.put(name, call.body, call.headers, self.conn))
 
     def put_batch(
-        self, name: str, bodies: Iterable[Mapping[str, Any]], idempotency_key: str | None = None
+        self,
+        name: str,
+        bodies: Iterable[Mapping[str, Any]],
+        idempotency_key: str | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
     ) -> list[Task]:
-        call = batch_call(name, bodies, idempotency_key)
-        ids = self.client._producer().put_batch(name, call.body, key_of(call), self.conn)
+        call = batch_call(name, bodies, idempotency_key, delay, run_at)
+        ids = self.client._producer().put_batch(name, call.body, call.headers, self.conn)
         return [Task(self.client, task_id) for task_id in ids]
 
 

@@ -12,6 +12,7 @@ import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -52,7 +53,8 @@ class TaskContext:
     attempt: int
     container_id: str
     stub_id: str
-    #: ``taskqueue/deployment``, ``taskqueue/serve``, or ``local`` under ``.local()``.
+    #: ``taskqueue/deployment``, ``taskqueue/serve``, ``schedule/deployment``,
+    #: ``schedule/serve``, or ``local`` under ``.local()``.
     stub_type: str
     callback_url: str | None
     #: Seconds the attempt may run; -1 means no limit.
@@ -157,6 +159,14 @@ class TaskQueue(Generic[P, R]):
 
         return Client.from_env().put(self.name, *args, **kwargs)
 
+    def options(
+        self, *, delay: float | None = None, run_at: datetime | str | None = None
+    ) -> PutOptions[P]:
+        """``put`` with per-task options: not started before ``delay`` seconds from now, or
+        before ``run_at`` (an aware ``datetime`` or ISO 8601 text); the task's ttl counts
+        from then. ``resize.options(delay=30).put("a.png", width=100)``."""
+        return PutOptions(self.name, delay, run_at)
+
     def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function in this process, as a container would (``on_start`` runs once).
 
@@ -190,6 +200,21 @@ class TaskQueue(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"TaskQueue(name={self.name!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class PutOptions(Generic[P]):
+    """A queue's ``put`` with per-task options (``TaskQueue.options``)."""
+
+    name: str
+    delay: float | None = None
+    run_at: datetime | str | None = None
+
+    def put(self, *args: P.args, **kwargs: P.kwargs) -> Task:
+        from conveyor.sdk.client import Client
+
+        options: dict[str, Any] = {"delay": self.delay, "run_at": self.run_at}
+        return Client.from_env().put(self.name, *args, **options, **kwargs)
 
 
 def _resolve(value: Any) -> Any:

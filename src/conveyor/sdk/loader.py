@@ -1,4 +1,4 @@
-"""Find the task queues named on the command line (``FILE:FUNC``)."""
+"""Find the task queues and schedules named on the command line (``FILE:FUNC``)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def load_target(spec: str) -> Target:
-    """Import ``path/to/file.py:function`` and return its decorated task queue."""
+    """Import ``path/to/file.py:function`` and return its decorated task queue (or
+    schedule)."""
     file_part, sep, attr = spec.rpartition(":")
     if not sep or not file_part or not attr:
         raise ConfigError(f"{spec!r} is not FILE:FUNC, e.g. app.py:resize")
@@ -89,7 +90,8 @@ def load_target(spec: str) -> Target:
         raise ConfigError(f"{file_part} has no {attr!r}; {_choices(module, file_part)}")
     if not isinstance(queue, TaskQueue):
         raise ConfigError(
-            f"{spec} is not decorated with @task_queue; {_choices(module, file_part)}"
+            f"{spec} is not decorated with @task_queue or @schedule; "
+            f"{_choices(module, file_part)}"
         )
     return Target(path, attr, queue)
 
@@ -97,5 +99,7 @@ def load_target(spec: str) -> Target:
 def _choices(module: ModuleType, file_part: str) -> str:
     names = [name for name, value in vars(module).items() if isinstance(value, TaskQueue)]
     if not names:
-        return f"{file_part} has no function decorated with @task_queue"
-    return "its task queues: " + ", ".join(f"{file_part}:{name}" for name in names)
+        return f"{file_part} has no function decorated with @task_queue or @schedule"
+    return "its task queues and schedules: " + ", ".join(
+        f"{file_part}:{name}" for name in names
+    )

@@ -14,14 +14,14 @@ from collections.abc import Callable, Collection
 
 from conveyor.errors import StoreError
 from conveyor.server.store.base import Store
-from conveyor.server.store.records import DEPLOYMENT, Stub
+from conveyor.server.store.records import DEPLOYED, Stub
 
 #: Seconds between looks at the workspace's stubs.
 EVERY_S = 2.0
 
 
 def route_line(stub: Stub, runs_here: bool, others: int) -> str:
-    kind = "deployed" if stub.type == DEPLOYMENT else "served"
+    kind = "deployed" if stub.type in DEPLOYED else "served"
     line = f"  /taskqueue/{stub.name} → v{stub.version} ({kind})"
     if not stub.active:
         return line + f": every version of {stub.name} is stopped, its enqueues are refused"
@@ -61,7 +61,7 @@ async def _look(
             latest[stub.name] = stub
     agents = await store.live_agents()
     for name, stub in sorted(latest.items()):
-        here = stub.id in served or stub.type == DEPLOYMENT
+        here = stub.id in served or stub.type in DEPLOYED
         others = sum(agent.runs(stub.id, stub.type) for agent in agents)
         state = (stub.version, stub.active, here or others > 0)
         if shown.get(name) != state:

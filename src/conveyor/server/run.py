@@ -28,6 +28,7 @@ from conveyor.server.console import watch_routes
 from conveyor.server.gateway.connection import limited_protocol
 from conveyor.server.gateway.state import GatewayState, with_bound_url
 from conveyor.server.retention import retaining
+from conveyor.server.schedules import ticking
 from conveyor.server.secret_key import check_secret_key
 from conveyor.server.settings import (
     ServerSettings,
@@ -239,8 +240,12 @@ async def serve(
             await _announce(on_ready, host, port, token, served)
             announced.set()
 
-        # The callback sender and the retention chore stop after the gateway.
-        async with delivering(store, settings.callbacks), retaining(store, settings.retention_s):
+        # The callback sender, the retention chore and the tick maker stop after the gateway.
+        async with (
+            delivering(store, settings.callbacks),
+            retaining(store, settings.retention_s),
+            _ticking(app),
+        ):
             await _run_together(stop, server, *jobs, on_started=started)
 
 
@@ -264,7 +269,15 @@ async def run_server(
         gateway = with_bound_url(settings.gateway, settings.host, settings.port)
         app = server_app(store, gateway, secret_key=settings.secret_key)
         server = _uvicorn(app, settings.host, settings.port, reuse_port=reuse_port)
-        await _run_together(stop, server)
+        async with _ticking(app):
+            await _run_together(stop, server)
+
+
+def _ticking(app: FastAPI) -> contextlib.AbstractAsyncContextManager[object]:
+    """The gateway's tick maker: the ticks of the schedules that live agents run."""
+    state = app.state.gateway
+    assert isinstance(state, GatewayState)
+    return ticking(state.store, state.agents.runs)
 
 
 async def run_worker(

@@ -1,6 +1,7 @@
 """The agent: one per machine. Wires a supervisor (containers, processes, limits) to a
-dispatcher (claims, hand-over, outcome writing) and runs them: the periodic chores, the
-store's events, heartbeats and the drain on shutdown.
+dispatcher (claims, hand-over, outcome writing) and runs them: the periodic chores (among
+them the ticks of the schedules it runs), the store's events, heartbeats and the drain on
+shutdown.
 
 Periodic work is one ``tick(now)`` so tests can step it; dispatch and outcome writing are
 event-driven so a task is picked up within milliseconds of its enqueue.
@@ -24,8 +25,9 @@ from conveyor.server.agent.process import RunnerProcess
 from conveyor.server.agent.runtime import StubRuntime
 from conveyor.server.agent.settings import AgentSettings
 from conveyor.server.agent.supervisor import Supervisor
+from conveyor.server.schedules import Ticker
 from conveyor.server.store.base import Store
-from conveyor.server.store.records import DEPLOYMENT, Event, Stub
+from conveyor.server.store.records import DEPLOYED, Event, Stub
 
 log = logging.getLogger("conveyor.server.agent")
 
@@ -63,6 +65,7 @@ class Agent:
             logs=self.logs,
             say=say,
         )
+        self.ticker = Ticker(store, self._runs)
 
     # -- running ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -112,6 +115,8 @@ class Agent:
             await self.store.sweep(now)
         if self._due("environments", now, ENVIRONMENTS_SWEEP_S):
             self.supervisor.background(self.supervisor.sweep_environments(now))
+        if self._due("schedules", now, s.schedule_s):
+            await self.ticker.run_once(now)
         if self._due("poll", now, s.poll_s):
             for runtime in self.stubs.values():
                 runtime.maybe_work = True
@@ -198,6 +203,10 @@ class Agent:
             async with survive("dispatch", self.settings.poll_s, then=self._wake.set):
                 await self.dispatch(time.time())
 
+    async def _runs(self, stub: Stub) -> bool:
+        """This agent runs ``stub`` (so it makes its schedule's ticks)."""
+        return stub.id in self.stubs
+
     def _poke(self, runtime: StubRuntime) -> None:
         """A stub may have claimable work now (a process came free or started)."""
         runtime.maybe_work = True
@@ -212,10 +221,10 @@ class Agent:
 
     async def _heartbeat(self, now: float) -> None:
         s = self.settings
+        runs_deployed = DEPLOYED.issubset(s.stub_types)
         await self.store.agent_alive(
-            s.agent_id, DEPLOYMENT in s.stub_types, s.stub_ids, now,
-            builds=self.supervisor.build_states(),
-        )  # fmt: skip
+            s.agent_id, runs_deployed, s.stub_ids, now, builds=self.supervisor.build_states()
+        )
         for runtime in list(self.stubs.values()):
             for container in list(runtime.containers.values()):
                 if not container.processes and not container.backlog:

@@ -11,11 +11,11 @@ from pathlib import Path
 from conveyor.queue_config import QueueConfig
 from conveyor.server.bundles import unpack
 from conveyor.server.store.base import Store
-from conveyor.server.store.records import SERVE, Stub
+from conveyor.server.store.records import SERVED, Stub
 
 
 async def code_root(store: Store, stub: Stub, config: QueueConfig, cache: Path) -> Path:
-    if config.code_path is not None and stub.type == SERVE:
+    if config.code_path is not None and stub.type in SERVED:
         return Path(config.code_path)
     # A deployment's code is its bundle, always: a code_path in its row (one stored before
     # deploy refused it) must not make this agent run code from a folder of its machine.

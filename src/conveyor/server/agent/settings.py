@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.server.secret_key import SecretKey
-from conveyor.server.store.records import DEPLOYMENT, LogLimits, StubType
+from conveyor.server.store.records import DEPLOYED, LogLimits, StubType
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class AgentSettings:
     #: Claim attempts without a notification (SQLite shared by several processes).
     poll_s: float = 0.5
     stubs_refresh_s: float = 2.0
+    #: How often the agent makes the due ticks of the schedules it runs.
+    schedule_s: float = 1.0
     memory_check_s: float = 0.25
     tick_s: float = 0.1
     #: On SIGTERM, running tasks get this long to finish before they are released.
@@ -39,7 +41,7 @@ class AgentSettings:
     #: ``uv-cache`` beside ``envs``.
     uv_cache: Path | None = None
     #: Run every stub of these types (all workspaces) …
-    stub_types: tuple[StubType, ...] = (DEPLOYMENT,)
+    stub_types: tuple[StubType, ...] = tuple(sorted(DEPLOYED))
     #: … and these stubs (``conveyor serve``'s own); tests pass ``stub_types=()`` for these only.
     stub_ids: frozenset[str] = frozenset()
     #: Run every worker process in a bubblewrap sandbox (DESIGN A13, docs/security.md);

@@ -33,9 +33,13 @@ class AgentDirectory:
                     self._read_at = time.monotonic()
         return self._agents
 
+    async def runs(self, stub: Stub) -> bool:
+        """Some live agent runs ``stub``."""
+        return any(agent.runs(stub.id, stub.type) for agent in await self.agents())
+
     async def warning(self, stub: Stub) -> str | None:
         """The ``Conveyor-Warning`` for an enqueue onto ``stub``, if no live agent runs it."""
-        if any(agent.runs(stub.id, stub.type) for agent in await self.agents()):
+        if await self.runs(stub):
             return None
         return no_agent_runs(stub.name, stub.version)
 

@@ -6,6 +6,8 @@ except on the public route (no token), which ignores it: the queue's own callbac
 
 An ``Idempotency-Key`` is scoped to the queue (by the store) and to the caller: a public call's
 keys live apart from the keys of token holders, so it can neither claim nor read theirs.
+``Conveyor-Delay`` or ``Conveyor-Run-At`` puts off the start of every task of the call
+(``start_time.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
+from conveyor import clock
 from conveyor.errors import NotFound, StaleRoute, VersionStopped
 from conveyor.server.gateway.agents import WARNING_HEADER
 from conveyor.server.gateway.auth import invocation_workspace
 from conveyor.server.gateway.bodies import read_object
 from conveyor.server.gateway.errors import Unauthorized
 from conveyor.server.gateway.responses import OrjsonResponse
+from conveyor.server.gateway.start_time import DELAY_HEADER, RUN_AT_HEADER, start_time
 from conveyor.server.gateway.state import GatewayState, gateway_state
 from conveyor.server.gateway.task_body import MAX_TASKS_PER_CALL, parse_batch, parse_call
 from conveyor.server.store.records import Stub, Workspace
@@ -103,6 +107,12 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
+def _run_at(request: Request) -> int | None:
+    headers = request.headers
+    now = clock.to_us(clock.now())
+    return start_time(headers.getlist(DELAY_HEADER), headers.getlist(RUN_AT_HEADER), now)
+
+
 async def enqueue_one(request: Request, stub: Stub) -> OrjsonResponse:
     config = stub.queue_config
     task = parse_call(
@@ -110,6 +120,7 @@ async def enqueue_one(request: Request, stub: Stub) -> OrjsonResponse:
         config.callback_url,
         _idempotency_key(request),
         allow_callback_url=not _is_public(request),
+        run_at=_run_at(request),
     )
     state = gateway_state(request)
     ids = await state.store.enqueue(stub, [task], config.max_pending_tasks)
@@ -124,6 +135,7 @@ async def enqueue_batch(request: Request, stub: Stub) -> OrjsonResponse:
         config.callback_url,
         _idempotency_key(request),
         allow_callback_url=not _is_public(request),
+        run_at=_run_at(request),
     )
     state = gateway_state(request)
     ids = await state.store.enqueue(stub, tasks, config.max_pending_tasks) if tasks else []

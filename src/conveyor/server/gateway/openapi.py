@@ -52,6 +52,26 @@ BATCH_BODY: dict[str, Any] = {
     },
 }
 
+#: The headers that put off a task's start (``start_time.py``), documented on each enqueue.
+START_HEADERS: list[dict[str, Any]] = [
+    {
+        "name": "Conveyor-Delay",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "example": "30"},
+        "description": "Seconds (0 to a year) before the task may start; its ttl counts from "
+        "then. Not with Conveyor-Run-At.",
+    },
+    {
+        "name": "Conveyor-Run-At",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "example": "2026-11-28T19:30:00Z"},
+        "description": "ISO 8601 time (at most a year ahead; a time past means at once) before "
+        "which the task does not start; its ttl counts from then. Not with Conveyor-Delay.",
+    },
+]
+
 _IDS = {"type": "array", "items": {"type": "string"}}
 CANCEL_BODY: dict[str, Any] = {
     "required": True,

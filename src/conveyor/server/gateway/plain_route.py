@@ -24,12 +24,15 @@ class PlainRoute(APIRoute):
     """An ``APIRoute`` whose endpoint is ``async def endpoint(request) -> Response``.
 
     Its path parameters (strings) are declared in the OpenAPI operation by hand, as FastAPI
-    would have derived them from ``name: str`` arguments.
+    would have derived them from ``name: str`` arguments, before any others it is given.
     """
 
     def __init__(self, path: str, endpoint: PlainEndpoint, **kwargs: Any) -> None:
         extra: dict[str, Any] = dict(kwargs.pop("openapi_extra", None) or {})
-        extra["parameters"] = [_path_parameter(name) for name in compile_path(path)[2]]
+        extra["parameters"] = [
+            *(_path_parameter(name) for name in compile_path(path)[2]),
+            *extra.get("parameters", ()),
+        ]
         super().__init__(path, endpoint, openapi_extra=extra, **kwargs)
         self.app = _serve(endpoint)
 

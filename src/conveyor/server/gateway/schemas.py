@@ -71,6 +71,9 @@ class TaskOut(BaseModel):
     started_at: str | None
     ended_at: str | None
     updated_at: str
+    #: Not started before this time (Conveyor-Delay, Conveyor-Run-At, a schedule's tick);
+    #: null when enqueued to run at once.
+    run_at: str | None
     #: ``ended_at - started_at`` in seconds; null until both are set.
     duration_s: float | None
     container_id: str
@@ -161,6 +164,35 @@ class QueueOut(BaseModel):
 
 class QueueListOut(BaseModel):
     data: list[QueueOut]
+
+
+class TickOut(BaseModel):
+    #: The tick's instant.
+    at: str
+    #: The version that made it.
+    stub_id: str
+    #: Its task; null when the queue's pending limit refused it.
+    task_id: str | None
+    #: It stands for ticks not made on time (one task after any downtime).
+    catch_up: bool
+    made_at: str
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    #: The version that ticks: the latest.
+    version: int
+    stub_id: str
+    type: str
+    when: str | None
+    timezone: str | None
+    #: The next ticks, soonest first.
+    next: list[str]
+    last_tick: TickOut | None
+
+
+class ScheduleListOut(BaseModel):
+    data: list[ScheduleOut]
 
 
 class DeployOut(BaseModel):

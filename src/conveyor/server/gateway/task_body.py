@@ -28,9 +28,11 @@ def parse_call(
     idempotency_key: str | None = None,
     *,
     allow_callback_url: bool = True,
+    run_at: int | None = None,
 ) -> NewTask:
-    """One request body → the task to insert; ``BadRequest`` names what is wrong. Without
-    ``allow_callback_url`` a ``callback_url`` key is dropped (not passed to the handler)."""
+    """One request body → the task to insert (not started before ``run_at``); ``BadRequest``
+    names what is wrong. Without ``allow_callback_url`` a ``callback_url`` key is dropped
+    (not passed to the handler)."""
     fields = dict(body)
     callback_url = fields.pop("callback_url", None)
     if not allow_callback_url:
@@ -55,6 +57,7 @@ def parse_call(
         payload=payload,
         callback_url=callback_url or default_callback_url,
         idempotency_key=idempotency_key,
+        run_at=run_at,
     )
 
 
@@ -64,9 +67,10 @@ def parse_batch(
     idempotency_key: str | None = None,
     *,
     allow_callback_url: bool = True,
+    run_at: int | None = None,
 ) -> list[NewTask]:
     """``{"tasks": [<body>, ...]}`` → its tasks; an ``idempotency_key`` applies per position
-    (``<key>#<index>``)."""
+    (``<key>#<index>``), ``run_at`` to each."""
     items = body.get("tasks")
     if not isinstance(items, list):
         raise BadRequest('body must be {"tasks": [<task body>, ...]}')
@@ -85,6 +89,7 @@ def parse_batch(
                     default_callback_url,
                     f"{idempotency_key}#{index}" if idempotency_key else None,
                     allow_callback_url=allow_callback_url,
+                    run_at=run_at,
                 )
             )
         except BadRequest as exc:

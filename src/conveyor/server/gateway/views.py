@@ -10,11 +10,13 @@ import orjson
 
 from conveyor.clock import iso
 from conveyor.error_info import ErrorInfo
+from conveyor.errors import ConfigError
 from conveyor.server.gateway.signing import LinkKeys
 from conveyor.server.store.records import (
     AgentInfo,
     AttemptInfo,
     QueueSummary,
+    ScheduleInfo,
     StoredLogLine,
     Stub,
     TaskRecord,
@@ -36,6 +38,7 @@ def task_json(
         "started_at": iso(task.started_at),
         "ended_at": iso(task.ended_at),
         "updated_at": iso(task.updated_at),
+        "run_at": iso(task.run_at),
         "duration_s": duration_s(task),
         "container_id": task.container_id or "",
         "outputs": [
@@ -124,6 +127,37 @@ def queue_json(summary: QueueSummary, agents: Sequence[AgentInfo]) -> dict[str, 
         "queue_depth": summary.queue_depth,
         "active_containers": summary.active_containers,
         "counts": {status.value: summary.counts.get(status, 0) for status in TaskStatus},
+    }
+
+
+#: Upcoming ticks a schedule's JSON shows.
+NEXT_TICKS = 3
+
+
+def schedule_json(info: ScheduleInfo, now: int) -> dict[str, Any]:
+    """A schedule as ``GET /v2/schedule/`` lists it: the version that ticks, its next ticks
+    after ``now`` and its name's last tick. A config that no longer reads shows no times."""
+    stub, last = info.stub, info.last
+    try:
+        config = stub.queue_config
+        cron = config.cron()
+    except ConfigError:
+        config, cron = None, None
+    return {
+        "name": stub.name,
+        "version": stub.version,
+        "stub_id": stub.id,
+        "type": stub.type,
+        "when": None if config is None else config.when,
+        "timezone": None if cron is None else cron.timezone,
+        "next": [] if cron is None else [iso(t) for t in cron.after(now, NEXT_TICKS)],
+        "last_tick": None if last is None else {
+            "at": iso(last.tick_at),
+            "stub_id": last.stub_id,
+            "task_id": last.task_id,
+            "catch_up": last.catch_up,
+            "made_at": iso(last.made_at),
+        },
     }
 
 

@@ -44,10 +44,12 @@ class AttemptsMixin:
         if limit <= 0:
             return []
         t = now_us(now)
+        # Along the tasks_runnable index, in the order tasks became runnable: the delayed
+        # ones and the retries not yet due lie past ``t`` and are never read.
         picked = (
             "WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE stub_id = ?"
-            f" AND status IN {WAITING_SQL} AND (status = 'PENDING' OR runnable_at <= ?)"
-            f" ORDER BY seq LIMIT ?{self._skip_locked})"
+            f" AND status IN {WAITING_SQL} AND runnable_at <= ?"
+            f" ORDER BY runnable_at, seq LIMIT ?{self._skip_locked})"
         )
         update = (
             "UPDATE tasks SET status = 'RUNNING', attempt = attempt + 1, fence = fence + 1,"

@@ -28,6 +28,7 @@ from conveyor.server.store.records import (
     Pruned,
     QueueSummary,
     Revoked,
+    ScheduleInfo,
     SecretInfo,
     ServerKeys,
     Stub,
@@ -37,6 +38,7 @@ from conveyor.server.store.records import (
     TaskFilter,
     TaskRecord,
     TaskView,
+    Tick,
     Workspace,
 )
 
@@ -151,13 +153,16 @@ class Store(Protocol):
     async def deploy_stub(
         self, workspace_id: str, name: str, config: Mapping[str, Any], code: bytes
     ) -> Stub:
-        """Make the next deployment version (type ``taskqueue/deployment``) of ``name``."""
+        """Make the next deployment version of ``name``: type ``taskqueue/deployment``, or
+        ``schedule/deployment`` for a config with ``when``. ``ConfigError`` when the name
+        holds versions of the other kind."""
 
     async def upsert_serve_stub(
         self, workspace_id: str, name: str, config: Mapping[str, Any], code: bytes
     ) -> Stub:
-        """The ``taskqueue/serve`` stub of ``name``: created with the next version on first call;
-        later calls with a changed config update it in place and bump ``config_version``."""
+        """The ``taskqueue/serve`` (``schedule/serve``) stub of ``name``: created with the next
+        version on first call; later calls with a changed config update it in place and bump
+        ``config_version``."""
 
     async def get_stub(self, stub_id: str) -> Stub | None:
         """Malformed ids answer None."""
@@ -207,7 +212,8 @@ class Store(Protocol):
     async def enqueue(
         self, stub: Stub, tasks: Sequence[NewTask], max_pending: int, now: float | None = None
     ) -> list[str]:
-        """Insert PENDING tasks, all or nothing, in order; return their ids.
+        """Insert PENDING tasks, all or nothing, in order; return their ids. A task with
+        ``run_at`` is not claimed before then, and its ttl counts from then.
 
         Raises ``PendingLimitExceeded`` when PENDING+RETRY+RUNNING tasks of the stub plus the
         new ones would exceed ``max_pending`` (checked atomically with the insert). A task whose
@@ -220,9 +226,10 @@ class Store(Protocol):
     async def claim(
         self, stub_id: str, container_id: str, limit: int, lease_s: float, now: float | None = None
     ) -> list[TaskRecord]:
-        """Move up to ``limit`` runnable tasks (PENDING, or RETRY whose backoff has passed) of the
-        stub to RUNNING, oldest first: ``attempt`` and ``fence`` +1, ``started_at`` set on the
-        first attempt, ``container_id`` set, lease until ``now + lease_s``. Concurrent claimers
+        """Move up to ``limit`` runnable tasks (PENDING or RETRY whose ``runnable_at`` has come:
+        a delayed task's start time, a retry's backoff) of the stub to RUNNING, in the order
+        they became runnable: ``attempt`` and ``fence`` +1, ``started_at`` set on the first
+        attempt, ``container_id`` set, lease until ``now + lease_s``. Concurrent claimers
         never get the same task."""
 
     async def heartbeat(
@@ -283,6 +290,20 @@ class Store(Protocol):
 
     async def stub_loads(self, stub_ids: Sequence[str], now: float | None = None) -> list[StubLoad]:
         """Runnable and running counts per stub, for the autoscaler."""
+
+    # -- schedules (DESIGN A10) -----------------------------------------------------------------
+    async def schedules(self, workspace_id: str | None = None) -> list[ScheduleInfo]:
+        """Every schedule (of one workspace): per name, the latest version that makes ticks
+        (not stopped), with the name's last tick."""
+
+    async def make_tick(
+        self, stub: Stub, tick_at: int, catch_up: bool, now: float | None = None
+    ) -> Tick | None:
+        """Make the tick ``tick_at`` of the schedule ``stub`` and, in the same transaction,
+        its task (no arguments, ``run_at`` the tick): the tick made, its ``task_id`` None when
+        the pending limit refused the task. None, writing nothing, when the schedule has this
+        tick or a later one already (made by any maker, from any version), or ``stub`` is no
+        longer the version that ticks (a later one, stopped, gone)."""
 
     # -- seeing into a task (DESIGN A8) ---------------------------------------------------------
     async def task_input(self, task_id: str, workspace_id: str) -> str | None:

@@ -46,9 +46,14 @@ from conveyor.server.store.records import Event, NewTask, Stub
 _INSERT = (
     "INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url, max_retries,"
     " timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at, expires_at,"
-    " replay_of) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " run_at, replay_of) VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
+
+#: A task to run at once is runnable from this long before its enqueue: an agent whose clock
+#: is a little behind the gateway's claims it at once all the same (claims compare
+#: ``runnable_at`` with the claimer's clock; a delayed task waits for its time by it).
+_HEADROOM = clock.to_us(1.0)
 
 #: Of a stub row ``s``: the unversioned route of its queue goes elsewhere, to a later active
 #: version or (``s`` being stopped) to any active one.
@@ -70,8 +75,8 @@ _ONE = (
     " RETURNING id),"
     " ins AS (INSERT INTO tasks (id, workspace_id, stub_id, status, payload, callback_url,"
     " max_retries, timeout_s, ttl_s, retry_backoff_s, created_at, updated_at, runnable_at,"
-    " expires_at, replay_of) SELECT ?, ?, up.id, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-    " FROM up RETURNING id)"
+    " expires_at, run_at, replay_of) SELECT ?, ?, up.id, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+    " ?, ?, ? FROM up RETURNING id)"
     " SELECT {notify} FROM ins"
 )
 
@@ -91,13 +96,20 @@ class EnqueueCall:
         config = self.stub.queue_config
         policy = (config.max_retries, float(config.timeout), float(config.ttl),
                   float(config.retry_backoff))
-        expires_at = self.t + clock.to_us(config.ttl)
-        return [
-            (ids[i], self.stub.workspace_id, self.stub.id, self.tasks[i].payload,
-             self.tasks[i].callback_url or config.callback_url, *policy, self.t, self.t, self.t,
-             expires_at, self.tasks[i].replay_of)
-            for i in create
-        ]
+        ttl = clock.to_us(config.ttl)
+        rows = []
+        for i in create:
+            task = self.tasks[i]
+            # A delayed task is runnable from its start time, and its ttl counts from then:
+            # it does not expire for having waited as asked.
+            start = self.t if task.run_at is None else max(self.t, task.run_at)
+            runnable = start if start > self.t else self.t - _HEADROOM
+            rows.append(
+                (ids[i], self.stub.workspace_id, self.stub.id, task.payload,
+                 task.callback_url or config.callback_url, *policy, self.t, self.t, runnable,
+                 start + ttl, task.run_at, task.replay_of)
+            )
+        return rows
 
 
 @dataclass

@@ -42,6 +42,10 @@ from conveyor.server.store.row_mapping import (
 )
 from conveyor.tasks import WAITING, TaskStatus
 
+#: Waiting tasks ``stub_loads`` counts at most per stub and kind (not yet due, or due): a
+#: stub with more delayed tasks than this reports at most this many runnable.
+LOAD_COUNT_CAP = 1000
+
 
 class QueriesMixin:
     """The read methods of ``SqlStore``."""
@@ -202,22 +206,33 @@ class QueriesMixin:
         if not stub_ids:
             return []
         t = now_us(now)
-        # From the kept in-flight count less the running tasks and the retries not yet due:
-        # the agent asks every tick, and counting a deep queue's rows would cost time in
-        # proportion to its depth; these two counts are as small as the running work.
-        rows = await self.driver.read(
-            lambda tx: tx.execute(
+        # From the kept in-flight count less the running tasks and the waiting ones not yet
+        # due (delayed, or retries in their backoff): the agent asks every tick, and counting
+        # a deep queue's rows would cost time in proportion to its depth. The running are as
+        # few as the work in hand; the ones not yet due are counted up to LOAD_COUNT_CAP.
+        not_due = (
+            "SELECT COUNT(*) FROM (SELECT 1 FROM tasks w WHERE w.stub_id = {stub}"
+            f" AND w.status IN {WAITING_SQL} AND w.runnable_at {{op}} ? LIMIT {LOAD_COUNT_CAP}) n"
+        )
+
+        async def op(tx: Tx) -> dict[str, tuple[int, int]]:
+            rows = await tx.execute(
                 "SELECT s.id, s.in_flight,"
                 " (SELECT COUNT(*) FROM tasks r WHERE r.stub_id = s.id AND r.status = 'RUNNING'),"
-                " (SELECT COUNT(*) FROM tasks w WHERE w.stub_id = s.id AND w.status = 'RETRY'"
-                "  AND w.runnable_at > ?)"
+                f" ({not_due.format(stub='s.id', op='>')})"
                 f" FROM stubs s WHERE s.id IN {placeholders(len(stub_ids))}",
                 [t, *stub_ids],
             )
-        )
-        found = {
-            row[0]: (int(row[1]) - int(row[2]) - int(row[3]), int(row[2])) for row in rows
-        }
+            found = {}
+            for stub_id, in_flight, running, later in rows:
+                runnable = int(in_flight) - int(running) - int(later)
+                if later >= LOAD_COUNT_CAP:  # many delayed: count the due ones instead
+                    due = await tx.execute(not_due.format(stub="?", op="<="), [stub_id, t])
+                    runnable = int(due[0][0])
+                found[stub_id] = (runnable, int(running))
+            return found
+
+        found = await self.driver.read(op)
         return [StubLoad(stub_id, *found.get(stub_id, (0, 0))) for stub_id in stub_ids]
 
     # -- outputs -----------------------------------------------------------------------------

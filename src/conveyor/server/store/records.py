@@ -11,9 +11,24 @@ from conveyor.errors import ConfigError
 from conveyor.queue_config import QueueConfig
 from conveyor.tasks import TaskStatus
 
-StubType = Literal["taskqueue/deployment", "taskqueue/serve"]
+StubType = Literal[
+    "taskqueue/deployment", "taskqueue/serve", "schedule/deployment", "schedule/serve"
+]
 DEPLOYMENT: StubType = "taskqueue/deployment"
 SERVE: StubType = "taskqueue/serve"
+SCHEDULE_DEPLOYMENT: StubType = "schedule/deployment"
+SCHEDULE_SERVE: StubType = "schedule/serve"
+#: Made by ``deploy`` (run by every agent of the store) and by ``serve`` (run by its agent).
+DEPLOYED: frozenset[StubType] = frozenset({DEPLOYMENT, SCHEDULE_DEPLOYMENT})
+SERVED: frozenset[StubType] = frozenset({SERVE, SCHEDULE_SERVE})
+SCHEDULES: tuple[StubType, ...] = (SCHEDULE_DEPLOYMENT, SCHEDULE_SERVE)
+
+
+def stub_type(config: Mapping[str, Any], deployed: bool) -> StubType:
+    """The type of a stub of ``config``: a schedule's when it has ``when``."""
+    if config.get("when") is not None:
+        return SCHEDULE_DEPLOYMENT if deployed else SCHEDULE_SERVE
+    return DEPLOYMENT if deployed else SERVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +117,9 @@ class TaskRecord:
     result: str | None
     #: JSON text of a ``conveyor.error_info.ErrorInfo``, or None.
     error: str | None
+    #: Not started before this instant (a delay, a ``Run-At``, a schedule's tick); None
+    #: when the task was enqueued to run at once.
+    run_at: int | None = None
     #: The task this one re-runs (``POST /v2/task/{id}/replay``), or None.
     replay_of: str | None = None
 
@@ -135,6 +153,9 @@ class NewTask:
     callback_url: str | None = None
     #: Same key within 24 h returns the existing task id and creates nothing.
     idempotency_key: str | None = None
+    #: Not started before this instant; its ttl counts from then (or from the enqueue, when
+    #: that is later).
+    run_at: int | None = None
     #: The task this one re-runs, for a replay.
     replay_of: str | None = None
 
@@ -273,7 +294,7 @@ class StubLoad:
     """What the autoscaler needs to know about one stub."""
 
     stub_id: str
-    #: PENDING + RETRY tasks runnable now.
+    #: PENDING + RETRY tasks runnable now (at most ``LOAD_COUNT_CAP`` when many are delayed).
     runnable: int
     running: int
 
@@ -291,7 +312,31 @@ class AgentInfo:
     builds: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def runs(self, stub_id: str, stub_type: StubType) -> bool:
-        return stub_id in self.stub_ids or (self.runs_deployed and stub_type == DEPLOYMENT)
+        return stub_id in self.stub_ids or (self.runs_deployed and stub_type in DEPLOYED)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """A tick a schedule made: one per (schedule name, instant), made once by whoever came
+    first."""
+
+    tick_at: int
+    #: The version that made it.
+    stub_id: str
+    #: The task it made; None when the queue's pending limit refused it.
+    task_id: str | None
+    #: It stands for ticks not made on time (at most one task after any downtime).
+    catch_up: bool
+    made_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleInfo:
+    """A schedule: the version that ticks (its latest not stopped), and the last tick of its
+    name (perhaps made by an earlier version)."""
+
+    stub: Stub
+    last: Tick | None
 
 
 @dataclass(frozen=True, slots=True)

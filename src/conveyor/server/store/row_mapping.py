@@ -23,7 +23,7 @@ from conveyor.tasks import WAITING, TaskStatus
 _TASK_COLUMNS = (
     "id", "workspace_id", "stub_id", "status", "payload", "callback_url", "attempt", "fence",
     "max_retries", "timeout_s", "ttl_s", "retry_backoff_s", "container_id", "created_at",
-    "started_at", "ended_at", "updated_at", "result", "error", "replay_of",
+    "started_at", "ended_at", "updated_at", "result", "error", "run_at", "replay_of",
 )  # fmt: skip
 _STUB_COLUMNS = (
     "id", "workspace_id", "name", "type", "version", "config", "config_version", "object_id",
@@ -103,7 +103,8 @@ def to_task(row: Sequence[Any]) -> TaskRecord:
         updated_at=int(row[16]),
         result=row[17],
         error=row[18],
-        replay_of=row[19],
+        run_at=row[19],
+        replay_of=row[20],
     )
 
 

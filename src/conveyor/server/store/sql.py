@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conveyor import clock
-from conveyor.errors import NotFound, StaleRoute, StoreError
+from conveyor.errors import ConfigError, NotFound, StaleRoute, StoreError
 from conveyor.server.store.agents import AgentsMixin
 from conveyor.server.store.attempts import AttemptsMixin
 from conveyor.server.store.base import CONTAINER_STALE_S, DEFAULT_MAX_OUTPUT_BYTES, Subscription
@@ -34,14 +34,7 @@ from conveyor.server.store.history import HistoryMixin
 from conveyor.server.store.keys import ServerKeysMixin
 from conveyor.server.store.outbox import OutboxMixin
 from conveyor.server.store.queries import QueriesMixin, StatsCache
-from conveyor.server.store.records import (
-    DEPLOYMENT,
-    SERVE,
-    Event,
-    NewTask,
-    Stub,
-    StubType,
-)
+from conveyor.server.store.records import Event, NewTask, Stub, StubType, stub_type
 from conveyor.server.store.retention import RetentionMixin
 from conveyor.server.store.routes import RouteCache
 from conveyor.server.store.row_mapping import (
@@ -56,6 +49,7 @@ from conveyor.server.store.sessions import SessionsMixin
 from conveyor.server.store.sweep import SweepMixin
 from conveyor.server.store.task_logs import LogsMixin
 from conveyor.server.store.tenants import TenantsMixin
+from conveyor.server.store.ticks import TicksMixin
 from conveyor.server.store.versions import ROUTE_ORDER, VersionsMixin
 from conveyor.server.store.workspace_secrets import SecretsMixin
 
@@ -65,7 +59,7 @@ __all__ = ["Dialect", "Driver", "Migration", "Row", "SqlStore", "Tx", "load_migr
 class SqlStore(
     AttemptsMixin, FinishMixin, SweepMixin, QueriesMixin, OutboxMixin, ServerKeysMixin, AgentsMixin,
     SessionsMixin, TenantsMixin, HistoryMixin, LogsMixin, SecretsMixin, VersionsMixin,
-    RetentionMixin,
+    RetentionMixin, TicksMixin,
 ):
     """``conveyor.server.store.base.Store`` over a :class:`Driver`."""
 
@@ -114,6 +108,7 @@ class SqlStore(
         t = now_us(None)
         if not await tx.execute("SELECT 1 FROM workspaces WHERE id = ?", [workspace_id]):
             raise NotFound(f"workspace {workspace_id} not found")
+        await _check_kind(tx, workspace_id, name, type_)
         object_id = await self._store_object(tx, workspace_id, code, t)
         # A concurrent deploy may take the same version first (PostgreSQL): take the next one.
         for _ in range(20):
@@ -145,24 +140,26 @@ class SqlStore(
         self, workspace_id: str, name: str, config: Mapping[str, Any], code: bytes
     ) -> Stub:
         text = config_text(config)
+        type_ = stub_type(config, deployed=True)
         return await self.driver.write(
-            lambda tx: self._insert_stub(tx, workspace_id, name, DEPLOYMENT, text, code)
+            lambda tx: self._insert_stub(tx, workspace_id, name, type_, text, code)
         )
 
     async def upsert_serve_stub(
         self, workspace_id: str, name: str, config: Mapping[str, Any], code: bytes
     ) -> Stub:
         text = config_text(config)
+        type_ = stub_type(config, deployed=False)
 
         async def op(tx: Tx) -> Stub:
             rows = await tx.execute(
                 f"SELECT {STUB_COLS} FROM stubs"
                 " WHERE workspace_id = ? AND name = ? AND type = ?"
                 f" ORDER BY version DESC LIMIT 1{self._for_update}",
-                [workspace_id, name, SERVE],
+                [workspace_id, name, type_],
             )
             if not rows:
-                return await self._insert_stub(tx, workspace_id, name, SERVE, text, code)
+                return await self._insert_stub(tx, workspace_id, name, type_, text, code)
             stub = to_stub(rows[0])
             t = now_us(None)
             object_id = await self._store_object(tx, workspace_id, code, t)
@@ -286,3 +283,15 @@ class SqlStore(
 
     def subscribe(self) -> Subscription:
         return self.driver.subscribe()
+
+
+async def _check_kind(tx: Tx, workspace_id: str, name: str, type_: StubType) -> None:
+    """A name is a task queue's or a schedule's, never both: versions of both kinds under
+    one name would send the queue's route to a schedule (or the reverse)."""
+    rows = await tx.execute(
+        "SELECT type FROM stubs WHERE workspace_id = ? AND name = ? LIMIT 1", [workspace_id, name]
+    )
+    kind = type_.partition("/")[0]
+    if rows and rows[0][0].partition("/")[0] != kind:
+        held = "a schedule" if kind == "taskqueue" else "a task queue"
+        raise ConfigError(f"{name!r} is {held} already: give this one another name")
