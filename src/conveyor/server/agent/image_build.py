@@ -1,8 +1,9 @@
 """One build of a queue's image (DESIGN A9): a virtual environment made by uv, its output kept.
 
 The steps: ``uv venv`` with the image's Python; ``uv pip install`` of its packages with what
-conveyor's worker side needs (``orjson`` at this agent's version); a copy of conveyor's worker
-side (never the server, the CLI or the direct producer) into its site-packages; the image's
+conveyor's worker side needs (``WORKER_PACKAGES``, at this agent's versions); a copy of
+conveyor's worker side (never the server, the CLI or the direct producer) into its
+site-packages; the image's
 ``commands``; a check that the runner imports there.
 
 ``uv venv`` runs as the agent: its only input from the tenant is a checked version number.
@@ -21,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import importlib.metadata
 import os
 import platform
 import shlex
@@ -41,6 +43,9 @@ from conveyor.image import Image
 from conveyor.server.agent import sandbox as sandboxing
 from conveyor.server.agent.package_index import local_sources, uv_variables
 
+#: What conveyor's worker side imports beyond the standard library, at this agent's versions:
+#: installed into every environment (a tenant's pin of another version fails the build).
+WORKER_PACKAGES = {name: importlib.metadata.version(name) for name in ("orjson", "cronsim")}
 #: A build that takes longer is stopped and counts as failed.
 BUILD_TIMEOUT_S = 1800.0
 #: The part of a failed build's output a task's error carries.
@@ -114,7 +119,7 @@ def spec_of(image: Image, code_root: Path) -> Spec:
         "requirements": requirements,
         "python": interpreter,
         "worker": worker_side_digest(),
-        "orjson": orjson.__version__,
+        "packages": WORKER_PACKAGES,
     }
     key = hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
     return Spec(image, requirements, python, key)
@@ -182,7 +187,7 @@ class Build:
         install = [uv, "pip", "install", "--python", str(self.python), "--compile-bytecode"]
         if self.sandbox is not None:
             install.append("--no-build")  # a source distribution's build runs its code
-        install.append(f"orjson=={orjson.__version__}")
+        install += [f"{name}=={version}" for name, version in WORKER_PACKAGES.items()]
         if spec.requirements is not None:
             copy = self.path / "conveyor-requirements.txt"  # exactly the content hashed
             copy.write_text(spec.requirements)
