@@ -20,7 +20,7 @@ import pytest
 
 from conveyor import clock
 from conveyor.server.store import open_store
-from tests.cli.conftest import clean_env, free_port, stop_process
+from tests.cli.conftest import _healthy, clean_env, free_port, stop_process
 from tests.sandboxing import sandbox_flags
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
@@ -71,12 +71,7 @@ class Cluster:
     def wait_healthy(self) -> None:
         for n in range(2):
             deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{self.url(n)}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
+            while not _healthy(self.url(n)):
                 assert time.monotonic() < deadline, self.logs()
                 time.sleep(0.2)
 
