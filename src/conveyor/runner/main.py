@@ -304,7 +304,8 @@ def main() -> int:
             write({"op": "init_failed", "error": error_info(exc)})
         return EXIT_INIT_FAILED
     inbox.leave()
-    send({"op": "ready", "pid": os.getpid()})
+    with capture.task_end():  # what on_start printed is the container's, sent before ready:
+        write({"op": "ready", "pid": os.getpid()})  # read later, it would be the first task's
     while True:
         message = inbox.get()
         if message is None or message.get("op") == "stop":
